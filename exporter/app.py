@@ -1,0 +1,148 @@
+"""Wiring: build the WSGI app from a store, settings, a registry and a clock."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import falcon
+from prometheus_client import CollectorRegistry
+
+from .clock import Clock, utc_now
+from .collector import FleetCollector
+from .config import Settings
+from .errors import (
+    ExporterError,
+    InvalidInput,
+    KioskInactive,
+    KioskNotFound,
+    PayloadTooLarge,
+    RateLimited,
+    StorageUnavailable,
+    UnknownKey,
+    UnknownToken,
+    UnsupportedMediaType,
+)
+from .metrics import ServiceMetrics
+from .resources import (
+    AllStatusResource,
+    HealthResource,
+    HeartbeatResource,
+    KioskStatusResource,
+    MetricsResource,
+    ReadyResource,
+)
+from .service import KeyDirectory, KioskService
+from .store import Store, open_store
+from .writer import HeartbeatWriter
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger("exporter.access")
+
+# Domain error -> (HTTP status, title). One table, so every endpoint answers alike.
+_ERROR_STATUS: dict[type[ExporterError], tuple[int, str]] = {
+    UnknownKey: (401, "Missing or unknown X-Kiosk-API-Key"),
+    UnknownToken: (401, "Missing, unknown or revoked bearer token"),
+    KioskInactive: (403, "Kiosk is deactivated"),
+    KioskNotFound: (404, "Kiosk not found"),
+    InvalidInput: (400, "Invalid request"),
+    PayloadTooLarge: (413, "Request body too large"),
+    UnsupportedMediaType: (415, "Unsupported media type"),
+    RateLimited: (429, "Too many heartbeats"),
+    StorageUnavailable: (503, "Database unavailable"),
+}
+
+
+@dataclass
+class Application:
+    """The WSGI app plus what must be stopped with it (the heartbeat writer thread)."""
+
+    wsgi: falcon.App
+    writer: HeartbeatWriter
+    store: Store
+    registry: CollectorRegistry
+
+    def close(self) -> None:
+        self.writer.stop()
+        self.store.close()
+
+
+def create_app(
+    *,
+    store: Store,
+    settings: Settings,
+    registry: CollectorRegistry | None = None,
+    clock: Clock = utc_now,
+) -> Application:
+    registry = registry if registry is not None else CollectorRegistry()
+    metrics = ServiceMetrics(registry)
+    writer = HeartbeatWriter(store, min_interval_seconds=settings.min_heartbeat_interval_seconds)
+    service = KioskService(store, writer, settings, clock, metrics, KeyDirectory())
+    fleet = FleetCollector(store, settings, clock)
+    wsgi = falcon.App(middleware=[RequestObserver(metrics)])
+    wsgi.req_options.auto_parse_qs_csv = False
+    wsgi.add_route("/kiosk/heartbeat", HeartbeatResource(service))
+    wsgi.add_route("/kiosk/status", KioskStatusResource(service))
+    wsgi.add_route("/kiosk/all-status", AllStatusResource(service))
+    wsgi.add_route("/healthz", HealthResource())
+    wsgi.add_route("/readyz", ReadyResource(service))
+    wsgi.add_route("/metrics", MetricsResource(fleet, registry, settings.metrics_token))
+    wsgi.add_error_handler(ExporterError, _handle_domain_error)
+    wsgi.add_error_handler(Exception, _handle_unexpected)
+    writer.start()
+    return Application(wsgi=wsgi, writer=writer, store=store, registry=registry)
+
+
+def app_from_settings(settings: Settings) -> Application:
+    store = open_store(settings.database_url, timeout_seconds=settings.database_timeout_seconds)
+    return create_app(store=store, settings=settings)
+
+
+def _handle_domain_error(
+    req: falcon.Request, resp: falcon.Response, exc: ExporterError, params: dict[str, Any]
+) -> None:
+    status, title = next(
+        (v for t, v in _ERROR_STATUS.items() if isinstance(exc, t)), (500, "Internal error")
+    )
+    body: dict[str, Any] = {"title": title, "description": str(exc)}
+    if isinstance(exc, InvalidInput):
+        body["field"] = exc.field
+    if isinstance(exc, RateLimited | StorageUnavailable):
+        resp.set_header("Retry-After", str(exc.retry_after))
+    if isinstance(exc, UnknownToken):
+        resp.set_header("WWW-Authenticate", "Bearer")
+    if isinstance(exc, UnknownKey):
+        body["description"] = "send the kiosk's API key in the X-Kiosk-API-Key header"
+    resp.status = status
+    resp.media = body
+
+
+def _handle_unexpected(
+    req: falcon.Request, resp: falcon.Response, exc: Exception, params: dict[str, Any]
+) -> None:
+    log.exception("unexpected error on %s %s", req.method, req.path)
+    resp.status = 500
+    resp.media = {"title": "Internal server error", "description": "see the server log"}
+
+
+class RequestObserver:
+    """Falcon middleware: request duration by route template, and one access-log line."""
+
+    def __init__(self, metrics: ServiceMetrics) -> None:
+        self._metrics = metrics
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        req.context.started = time.perf_counter()
+
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: object, req_succeeded: bool
+    ) -> None:
+        seconds = time.perf_counter() - req.context.get("started", time.perf_counter())
+        status = str(resp.status_code)
+        self._metrics.request_finished(req.uri_template or "unmatched", req.method, status, seconds)
+        # The path only: keys and tokens travel in headers, never in what is logged here.
+        access_log.info(
+            '%s "%s %s" %s %.1fms', req.remote_addr, req.method, req.path, status, seconds * 1000
+        )

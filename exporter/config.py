@@ -1,0 +1,192 @@
+"""Settings: read once at start-up from YAML, environment and flags into one typed object."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import yaml
+
+from .errors import ConfigError
+
+ENV_PREFIX = "KIOSK_EXPORTER_"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+@dataclass(frozen=True)
+class DatabaseUrl:
+    """A parsed database URL: Pony's provider name and its bind() arguments."""
+
+    provider: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """For logs and errors: never includes the password."""
+        if self.provider == "sqlite":
+            return f"sqlite:{self.params['filename']}"
+        host = self.params.get("host", "localhost")
+        port = self.params.get("port", "")
+        name = self.params.get("database") or self.params.get("db")
+        return f"{self.provider}://{host}{':' if port else ''}{port}/{name}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database: str = "sqlite:///kiosk-heartbeat.db"
+    host: str = "0.0.0.0"
+    port: int = 8000
+    threads: int = 8
+    online_threshold_seconds: float = 300.0
+    heartbeat_interval_seconds: int = 60
+    min_heartbeat_interval_seconds: float = 10.0
+    database_timeout_seconds: float = 5.0
+    log_level: str = "INFO"
+    latest_app_version: str | None = None
+    metrics_token: str | None = None
+
+    @property
+    def database_url(self) -> DatabaseUrl:
+        return parse_database_url(self.database)
+
+
+_FIELDS = {f.name: f for f in fields(Settings)}
+_SECRETS = ("metrics_token",)
+
+
+def parse_database_url(url: str) -> DatabaseUrl:
+    """`sqlite:///relative.db`, `sqlite:////abs.db`, `postgresql://…`, `mysql://…`.
+
+    Relative SQLite paths resolve against the working directory now, because Pony would
+    resolve them against the calling module's folder.
+    """
+    scheme, _, rest = url.partition("://")
+    if not rest:
+        raise ValueError(f"not a database URL: {url!r} (expected e.g. sqlite:///kiosks.db)")
+    if scheme == "sqlite":
+        path = rest[1:] if rest.startswith("/") else ""
+        if not path or path == ":memory:":
+            raise ValueError("sqlite URL needs a file path, e.g. sqlite:///kiosks.db")
+        return DatabaseUrl("sqlite", {"filename": str(Path(path).absolute())})
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    if scheme not in ("postgresql", "postgres", "mysql", "mariadb") or not name:
+        raise ValueError(f"unsupported database URL {url!r}: use sqlite, postgresql or mysql")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"database URL has an invalid port: {url!r}") from None
+    common = {"host": parts.hostname or "localhost"}
+    if port:
+        common["port"] = port
+    user, password = unquote(parts.username or ""), unquote(parts.password or "")
+    if scheme.startswith("postgres"):
+        params = {**common, "database": name, "user": user or None, "password": password or None}
+        return DatabaseUrl("postgres", {k: v for k, v in params.items() if v is not None})
+    params = {**common, "db": name, "user": user or "root", "passwd": password}
+    return DatabaseUrl("mysql", params)
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """File, then KIOSK_EXPORTER_* variables, then flags; every problem is reported at once."""
+    environ = {} if environ is None else environ
+    problems: list[str] = []
+    raw: dict[str, Any] = {}
+    path = path or environ.get(ENV_PREFIX + "CONFIG")
+    if path:
+        raw.update(_read_file(Path(path), problems))
+    raw.update(_from_environ(environ, problems))
+    raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    values = {}
+    for name, value in raw.items():
+        try:
+            values[name] = _coerce(name, value)
+        except ValueError as exc:
+            problems.append(f"{name}: {exc}")
+    if problems:
+        raise ConfigError(problems)
+    return replace(Settings(), **values)
+
+
+def _read_file(path: Path, problems: list[str]) -> dict[str, Any]:
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        problems.append(f"config file {path}: {exc.strerror}")
+        return {}
+    except yaml.YAMLError as exc:
+        problems.append(f"config file {path}: not valid YAML ({exc})")
+        return {}
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        problems.append(f"config file {path}: must be a mapping of setting: value")
+        return {}
+    unknown = sorted(str(k) for k in document if k not in _FIELDS)
+    problems.extend(f"{name}: unknown setting in {path}" for name in unknown)
+    return {k: v for k, v in document.items() if k in _FIELDS}
+
+
+def _from_environ(environ: Mapping[str, str], problems: list[str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name in _FIELDS:
+        variable = ENV_PREFIX + name.upper()
+        if variable in environ:
+            values[name] = environ[variable]
+    for name in _SECRETS:
+        variable = ENV_PREFIX + name.upper() + "_FILE"
+        if variable in environ:
+            try:
+                values[name] = Path(environ[variable]).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                problems.append(f"{variable}: cannot read {environ[variable]} ({exc.strerror})")
+    return values
+
+
+_MINIMUMS: dict[str, float] = {
+    "port": 0,
+    "threads": 1,
+    "online_threshold_seconds": 1,
+    "heartbeat_interval_seconds": 1,
+    "min_heartbeat_interval_seconds": 0,
+    "database_timeout_seconds": 0.1,
+}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Turn a YAML/env/flag value into the field's type, or say why it cannot be."""
+    kind = _FIELDS[name].type
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number or text, got {value!r}")
+    if kind in ("int", "float"):
+        number = _number(value, int if kind == "int" else float)
+        if number < _MINIMUMS[name] or (name == "port" and number > 65535):
+            raise ValueError(f"{number} is out of range (minimum {_MINIMUMS[name]:g})")
+        return number
+    text = str(value).strip()
+    if name == "log_level":
+        if text.upper() not in LOG_LEVELS:
+            raise ValueError(f"{text!r} is not one of {', '.join(LOG_LEVELS)}")
+        return text.upper()
+    if name == "database":
+        parse_database_url(text)
+    if not text and kind == "str":
+        raise ValueError("must not be empty")
+    return text or None
+
+
+def _number(value: Any, kind: type) -> int | float:
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{value!r} is not a{'n integer' if kind is int else ' number'}") from None
+    if kind is int and isinstance(value, float) and value != number:
+        raise ValueError(f"{value!r} is not an integer")
+    return number  # type: ignore[no-any-return]

@@ -1,0 +1,95 @@
+"""Domain errors: what went wrong, in plain Python, mapped to HTTP once in app.py."""
+
+from __future__ import annotations
+
+
+class ExporterError(Exception):
+    """Base class, so callers can catch the service's own failures and nothing else."""
+
+
+class ConfigError(ExporterError):
+    """Configuration that cannot be used; lists every problem at once."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration: " + "; ".join(problems))
+
+
+class UnknownKey(ExporterError):
+    """No key, or a key that matches no kiosk: both answer the same, so keys cannot be probed."""
+
+
+class UnknownToken(ExporterError):
+    """Missing, unknown or revoked back-office token."""
+
+
+class KioskInactive(ExporterError):
+    """The key is valid but its kiosk was deactivated by an operator."""
+
+
+class KioskNotFound(ExporterError):
+    def __init__(self, kiosk_id: int) -> None:
+        self.kiosk_id = kiosk_id
+        super().__init__(f"no kiosk with id {kiosk_id}")
+
+
+class TokenNotFound(ExporterError):
+    def __init__(self, token_id: int) -> None:
+        self.token_id = token_id
+        super().__init__(f"no back-office token with id {token_id}")
+
+
+class DuplicateName(ExporterError):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"a kiosk named {name!r} already exists")
+
+
+class InvalidInput(ExporterError):
+    """A client's input that is wrong; `field` names what, so the fix is obvious."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}" if field else reason)
+
+
+class InvalidHeartbeat(InvalidInput):
+    """A heartbeat body that cannot be accepted."""
+
+
+class PayloadTooLarge(ExporterError):
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"request body is larger than {limit} bytes")
+
+
+class UnsupportedMediaType(ExporterError):
+    def __init__(self, content_type: str | None) -> None:
+        self.content_type = content_type
+        super().__init__(f"expected Content-Type application/json, got {content_type or 'none'}")
+
+
+class RateLimited(ExporterError):
+    """Heartbeats closer together than the configured minimum; the earlier one stays recorded."""
+
+    def __init__(self, retry_after: int) -> None:
+        self.retry_after = retry_after
+        super().__init__(f"heartbeats are too frequent; retry in {retry_after} s")
+
+
+class StorageUnavailable(ExporterError):
+    """The database cannot be reached or stayed locked too long; the client should retry."""
+
+    def __init__(self, reason: str, retry_after: int = 5) -> None:
+        self.retry_after = retry_after
+        super().__init__(reason)
+
+
+class ImportRejected(ExporterError):
+    """A fleet import file with a bad row: nothing is created."""
+
+    def __init__(self, row: int, reason: str) -> None:
+        self.row = row
+        self.reason = reason
+        super().__init__(f"row {row}: {reason}")

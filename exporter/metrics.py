@@ -1,0 +1,86 @@
+"""Metric names and the service's own instruments; names here are a public interface."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+)
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+from . import __version__
+
+LAST_HEARTBEAT = "kiosk_last_heartbeat_timestamp_seconds"
+HEARTBEAT_AGE = "kiosk_heartbeat_age_seconds"
+ONLINE = "kiosk_online"
+ACTIVE = "kiosk_active"
+INFO = "kiosk_info"
+OUTDATED = "kiosk_app_version_outdated"
+FLEET = "kiosk_fleet_kiosks"
+IDENTITY_LABELS = ("kiosk_id", "kiosk_name", "location")
+REJECTION_REASONS = ("auth", "inactive", "invalid", "rate_limited", "unavailable")
+KNOWN_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+
+# Tablets send `sent_at` from their own clocks: the delay spans network time plus skew.
+DELAY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class ServiceMetrics:
+    """Counters and histograms updated by requests, registered on an app-owned registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.heartbeats = Counter(
+            "kiosk_exporter_heartbeats",
+            "Heartbeats accepted and committed.",
+            registry=registry,
+        )
+        self.rejected = Counter(
+            "kiosk_exporter_heartbeats_rejected",
+            "Heartbeats refused, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        for reason in REJECTION_REASONS:
+            self.rejected.labels(reason)
+        self.delay = Histogram(
+            "kiosk_exporter_heartbeat_delay_seconds",
+            "Server receive time minus the tablet's sent_at (negative skew counts as 0).",
+            buckets=DELAY_BUCKETS,
+            registry=registry,
+        )
+        self.request_duration = Histogram(
+            "kiosk_exporter_request_duration_seconds",
+            "HTTP request duration by route template.",
+            ["route", "method", "status"],
+            buckets=DURATION_BUCKETS,
+            registry=registry,
+        )
+        build_info = Gauge(
+            "kiosk_exporter_build_info",
+            "Version of the running exporter; always 1.",
+            ["version"],
+            registry=registry,
+        )
+        build_info.labels(__version__).set(1)
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
+
+    def heartbeat_accepted(self, received_at: datetime, sent_at: datetime | None) -> None:
+        self.heartbeats.inc()
+        if sent_at is not None:
+            self.delay.observe(max(0.0, (received_at - sent_at).total_seconds()))
+
+    def heartbeat_rejected(self, reason: str) -> None:
+        self.rejected.labels(reason).inc()
+
+    def request_finished(self, route: str, method: str, status: str, seconds: float) -> None:
+        method = method if method in KNOWN_METHODS else "other"
+        self.request_duration.labels(route, method, status).observe(seconds)

@@ -1,0 +1,83 @@
+"""HTTP resources: read the request, call one service method, shape the reply."""
+
+from __future__ import annotations
+
+import hmac
+
+import falcon
+from prometheus_client import CollectorRegistry
+
+from .collector import FleetCollector
+from .errors import UnknownToken
+from .exposition import SingleFlight, negotiate, render
+from .payload import MAX_BODY_BYTES
+from .service import KioskService
+
+KEY_HEADER = "X-Kiosk-API-Key"
+
+
+def bearer_token(req: falcon.Request) -> str | None:
+    scheme, _, credentials = (req.get_header("Authorization") or "").partition(" ")
+    return credentials.strip() or None if scheme.lower() == "bearer" else None
+
+
+class HeartbeatResource:
+    def __init__(self, service: KioskService) -> None:
+        self._service = service
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        # One byte past the limit is enough to know the body is too large.
+        body = req.bounded_stream.read(MAX_BODY_BYTES + 1)
+        resp.media = self._service.heartbeat(req.get_header(KEY_HEADER), req.content_type, body)
+
+
+class KioskStatusResource:
+    def __init__(self, service: KioskService) -> None:
+        self._service = service
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = self._service.own_status(req.get_header(KEY_HEADER))
+
+
+class AllStatusResource:
+    def __init__(self, service: KioskService) -> None:
+        self._service = service
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = self._service.all_status(
+            bearer_token(req),
+            status=req.get_param("status"),
+            location=req.get_param("location"),
+        )
+
+
+class HealthResource:
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = {"status": "ok"}
+
+
+class ReadyResource:
+    def __init__(self, service: KioskService) -> None:
+        self._service = service
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = self._service.readiness()
+
+
+class MetricsResource:
+    def __init__(
+        self, fleet: FleetCollector, registry: CollectorRegistry, token: str | None
+    ) -> None:
+        self._fleet = fleet
+        self._registry = registry
+        self._token = token
+        self._flights = SingleFlight()
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if self._token is not None:
+            given = bearer_token(req) or ""
+            if not hmac.compare_digest(given.encode(), self._token.encode()):
+                raise UnknownToken()
+        fmt = negotiate(req.get_header("Accept"))
+        resp.content_type = fmt.content_type
+        resp.data = self._flights.run(fmt, lambda: render(fmt, self._registry, self._fleet))

@@ -1,0 +1,193 @@
+"""Use cases behind the HTTP API: authenticate, validate, record, judge. No HTTP in here."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from . import keys
+from .clock import Clock, format_utc
+from .config import Settings
+from .errors import (
+    ExporterError,
+    InvalidInput,
+    KioskInactive,
+    PayloadTooLarge,
+    RateLimited,
+    StorageUnavailable,
+    UnknownKey,
+    UnknownToken,
+    UnsupportedMediaType,
+)
+from .metrics import ServiceMetrics
+from .payload import MAX_BODY_BYTES, parse_heartbeat, status_document
+from .records import HeartbeatWrite, KioskRecord, Outcome
+from .status import KioskStatus, judge, retry_after_seconds
+from .store import Store
+from .writer import HeartbeatWriter
+
+log = logging.getLogger(__name__)
+
+_REJECTION_REASONS: dict[type[ExporterError], str] = {
+    UnknownKey: "auth",
+    KioskInactive: "inactive",
+    InvalidInput: "invalid",
+    PayloadTooLarge: "invalid",
+    UnsupportedMediaType: "invalid",
+    RateLimited: "rate_limited",
+    StorageUnavailable: "unavailable",
+}
+
+
+class KeyDirectory:
+    """Remembers which kiosk a key hash belongs to, so a heartbeat costs no lookup query.
+
+    Only the hash -> id fact is cached, and it never grants anything: the heartbeat write
+    re-checks hash and activity, so rotation and deactivation take effect immediately.
+    """
+
+    def __init__(self, max_entries: int = 500_000) -> None:
+        self._ids: dict[str, int] = {}
+        self._max_entries = max_entries
+        self._lock = threading.Lock()
+
+    def get(self, key_hash: str) -> int | None:
+        return self._ids.get(key_hash)
+
+    def remember(self, key_hash: str, kiosk_id: int) -> None:
+        with self._lock:
+            if len(self._ids) >= self._max_entries:
+                self._ids.clear()
+            self._ids[key_hash] = kiosk_id
+
+    def forget(self, key_hash: str) -> None:
+        with self._lock:
+            self._ids.pop(key_hash, None)
+
+
+@dataclass
+class KioskService:
+    store: Store
+    writer: HeartbeatWriter
+    settings: Settings
+    clock: Clock
+    metrics: ServiceMetrics
+    directory: KeyDirectory
+
+    def heartbeat(
+        self, api_key: str | None, content_type: str | None, body: bytes
+    ) -> dict[str, Any]:
+        """Record one heartbeat; every refusal is counted by reason before it propagates."""
+        try:
+            return self._heartbeat(api_key, content_type, body)
+        except ExporterError as exc:
+            reason = next((r for t, r in _REJECTION_REASONS.items() if isinstance(exc, t)), None)
+            if reason:
+                self.metrics.heartbeat_rejected(reason)
+            raise
+
+    def _heartbeat(
+        self, api_key: str | None, content_type: str | None, body: bytes
+    ) -> dict[str, Any]:
+        key_hash = self._key_hash(api_key)
+        # Authenticate before judging the body: strangers learn nothing about the format.
+        kiosk_id = self.directory.get(key_hash) or self._kiosk_id_for(key_hash)
+        if len(body) > MAX_BODY_BYTES:
+            raise PayloadTooLarge(MAX_BODY_BYTES)
+        if body.strip() and not _is_json(content_type):
+            raise UnsupportedMediaType(content_type)
+        payload = parse_heartbeat(body)
+        received_at = self.clock()
+        write = HeartbeatWrite(
+            kiosk_id, key_hash, received_at, payload.app_version, payload.device_info
+        )
+        result = self.writer.submit(write)
+        if result.outcome is Outcome.UNKNOWN_KEY:
+            self.directory.forget(key_hash)
+            raise UnknownKey()
+        if result.outcome is Outcome.INACTIVE:
+            raise KioskInactive()
+        if result.outcome is Outcome.RATE_LIMITED:
+            elapsed = (
+                (received_at - result.previous_at).total_seconds() if result.previous_at else 0
+            )
+            raise RateLimited(
+                retry_after_seconds(self.settings.min_heartbeat_interval_seconds - elapsed)
+            )
+        self.metrics.heartbeat_accepted(received_at, payload.sent_at)
+        log.debug("heartbeat from kiosk %d (app %s)", kiosk_id, payload.app_version)
+        return {
+            "kiosk_id": kiosk_id,
+            "received_at": format_utc(received_at),
+            "next_heartbeat_in_seconds": self.settings.heartbeat_interval_seconds,
+        }
+
+    def _kiosk_id_for(self, key_hash: str) -> int:
+        kiosk = self.store.find_kiosk_by_key(key_hash)
+        if kiosk is None:
+            raise UnknownKey()
+        self.directory.remember(key_hash, kiosk.id)
+        return kiosk.id
+
+    @staticmethod
+    def _key_hash(api_key: str | None) -> str:
+        if not api_key or len(api_key) > 512:
+            raise UnknownKey()
+        return keys.hash_secret(api_key)
+
+    def own_status(self, api_key: str | None) -> dict[str, Any]:
+        kiosk = self.store.find_kiosk_by_key(self._key_hash(api_key))
+        if kiosk is None:
+            raise UnknownKey()
+        if not kiosk.is_active:
+            raise KioskInactive()
+        return self.describe(kiosk)
+
+    def all_status(
+        self, token: str | None, *, status: str | None, location: str | None
+    ) -> list[dict[str, Any]]:
+        self.authenticate_back_office(token)
+        wanted = _parse_status_filter(status)
+        now = self.clock()
+        documents = []
+        for kiosk in self.store.list_kiosks(location=location):
+            state = self.judge(kiosk, now)
+            if wanted is None or state.status is wanted:
+                documents.append(status_document(kiosk, state))
+        return documents
+
+    def authenticate_back_office(self, token: str | None) -> None:
+        if not token or self.store.authenticate_token(token, now=self.clock()) is None:
+            raise UnknownToken()
+
+    def describe(self, kiosk: KioskRecord) -> dict[str, Any]:
+        return status_document(kiosk, self.judge(kiosk, self.clock()))
+
+    def judge(self, kiosk: KioskRecord, now: Any) -> Any:
+        return judge(
+            is_active=kiosk.is_active,
+            last_heartbeat_at=kiosk.last_heartbeat_at,
+            now=now,
+            online_threshold_seconds=self.settings.online_threshold_seconds,
+        )
+
+    def readiness(self) -> dict[str, Any]:
+        self.store.ping()
+        return {"status": "ready", "database": self.store.description}
+
+
+def _is_json(content_type: str | None) -> bool:
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or media_type.endswith("+json")
+
+
+def _parse_status_filter(value: str | None) -> KioskStatus | None:
+    if value is None or value == "":
+        return None
+    try:
+        return KioskStatus(value)
+    except ValueError:
+        allowed = ", ".join(s.value for s in KioskStatus)
+        raise InvalidInput("status", f"unknown status {value!r}; use one of {allowed}") from None

@@ -1,0 +1,326 @@
+"""Persistence: each public method is one short Pony transaction returning plain records."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Any, ParamSpec, TypeVar
+
+from pony.orm import TransactionError, db_session, select
+from pony.orm.dbapiprovider import DBException, IntegrityError
+
+from . import keys
+from .clock import utc_now
+from .config import DatabaseUrl, parse_database_url
+from .errors import DuplicateName, KioskNotFound, StorageUnavailable, TokenNotFound
+from .models import Schema, open_database
+from .records import HeartbeatResult, HeartbeatWrite, KioskRecord, Outcome, TokenRecord
+
+log = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# Writing last_used_at on every back-office call would turn reads into writes.
+TOKEN_TOUCH_INTERVAL = timedelta(seconds=60)
+
+_KIOSK_COLUMNS = (
+    "id, kiosk_name, location, is_active, created_at, last_heartbeat_at, "
+    "app_version, device_info, key_prefix"
+)
+_HEARTBEAT_UPDATE = (
+    "UPDATE kiosks SET last_heartbeat_at = $at, "
+    "app_version = coalesce($app_version, app_version), "
+    "device_info = coalesce($device_info, device_info) "
+    "WHERE id = $kiosk_id AND api_key_hash = $key_hash AND is_active = $active "
+    "AND (last_heartbeat_at IS NULL OR last_heartbeat_at <= $not_after)"
+)
+
+
+def _storage_errors(method: Callable[P, R]) -> Callable[P, R]:
+    """Database trouble becomes StorageUnavailable (503 + Retry-After), never a stack trace."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except IntegrityError:
+            raise
+        except (DBException, TransactionError) as exc:
+            log.warning("database unavailable: %s", exc)
+            raise StorageUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+
+    return wrapper
+
+
+class Store:
+    """The only owner of database sessions; see STYLE.md 'Short database sessions'."""
+
+    def __init__(self, schema: Schema, url: DatabaseUrl) -> None:
+        self._schema = schema
+        self._db = schema.db
+        self._url = url
+        self._sqlite = url.provider == "sqlite"
+
+    @property
+    def description(self) -> str:
+        return self._url.describe()
+
+    def close(self) -> None:
+        """Release this thread's connection (Pony keeps one per thread)."""
+        self._db.disconnect()
+
+    # -- time conversion: aware UTC outside, naive UTC inside -------------------------------
+
+    def _to_db(self, moment: datetime) -> Any:
+        naive = moment.astimezone(timezone.utc).replace(tzinfo=None)
+        # Raw SQL on SQLite compares text: keep the fixed-width form Pony itself writes.
+        return naive.isoformat(" ", "microseconds") if self._sqlite else naive
+
+    @staticmethod
+    def _from_db(value: Any) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=timezone.utc)  # type: ignore[no-any-return]
+
+    def _kiosk_from_row(self, row: Sequence[Any]) -> KioskRecord:
+        return KioskRecord(
+            id=row[0],
+            name=row[1],
+            location=row[2],
+            is_active=bool(row[3]),
+            created_at=self._from_db(row[4]),  # type: ignore[arg-type]
+            last_heartbeat_at=self._from_db(row[5]),
+            app_version=row[6],
+            device_info=row[7],
+            key_prefix=row[8],
+        )
+
+    def _token_from_entity(self, token: Any) -> TokenRecord:
+        return TokenRecord(
+            id=token.id,
+            name=token.name,
+            created_at=self._from_db(token.created_at),  # type: ignore[arg-type]
+            last_used_at=self._from_db(token.last_used_at),
+            revoked=token.revoked,
+        )
+
+    # -- health -----------------------------------------------------------------------------
+
+    @_storage_errors
+    @db_session
+    def ping(self) -> None:
+        self._db.select("SELECT 1")
+
+    # -- kiosks: reads ------------------------------------------------------------------------
+
+    @_storage_errors
+    @db_session
+    def list_kiosks(self, location: str | None = None) -> list[KioskRecord]:
+        """Raw rows, not entities: 100,000 kiosks load in ~0.2 s this way instead of ~3 s."""
+        sql = f"SELECT {_KIOSK_COLUMNS} FROM kiosks"
+        if location is not None:
+            rows = self._db.select(
+                sql + " WHERE location = $location ORDER BY id", {"location": location}
+            )
+        else:
+            rows = self._db.select(sql + " ORDER BY id")
+        return [self._kiosk_from_row(row) for row in rows]
+
+    @_storage_errors
+    @db_session
+    def get_kiosk(self, kiosk_id: int) -> KioskRecord:
+        rows = self._db.select(
+            f"SELECT {_KIOSK_COLUMNS} FROM kiosks WHERE id = $kiosk_id", {"kiosk_id": kiosk_id}
+        )
+        if not rows:
+            raise KioskNotFound(kiosk_id)
+        return self._kiosk_from_row(rows[0])
+
+    @_storage_errors
+    @db_session
+    def find_kiosk_by_key(self, key_hash: str) -> KioskRecord | None:
+        rows = self._db.select(
+            f"SELECT {_KIOSK_COLUMNS} FROM kiosks WHERE api_key_hash = $key_hash",
+            {"key_hash": key_hash},
+        )
+        return self._kiosk_from_row(rows[0]) if rows else None
+
+    # -- kiosks: administration -----------------------------------------------------------------
+
+    def add_kiosk(
+        self, name: str, location: str, *, now: datetime | None = None
+    ) -> tuple[KioskRecord, str]:
+        """Create a kiosk; the API key is returned once and only its hash is kept."""
+        return self.import_kiosks([(name, location)], now=now)[0]
+
+    @_storage_errors
+    def import_kiosks(
+        self, rows: Iterable[tuple[str, str]], *, now: datetime | None = None
+    ) -> list[tuple[KioskRecord, str]]:
+        """All kiosks in one transaction: a duplicate anywhere creates none of them."""
+        rows = list(rows)
+        created_at = now or utc_now()
+        try:
+            with db_session:
+                created = [self._create_kiosk(n, loc, created_at) for n, loc in rows]
+        except IntegrityError as exc:
+            raise DuplicateName(self._duplicate_name(exc, rows)) from None
+        return [(self.get_kiosk(kiosk_id), key) for kiosk_id, key in created]
+
+    def _create_kiosk(self, name: str, location: str, now: datetime) -> tuple[int, str]:
+        key = keys.generate_kiosk_key()
+        kiosk = self._schema.Kiosk(
+            name=name,
+            location=location,
+            created_at=self._to_naive(now),
+            api_key_hash=keys.hash_secret(key),
+            key_prefix=keys.visible_prefix(key),
+        )
+        kiosk.flush()
+        return kiosk.id, key
+
+    @staticmethod
+    def _to_naive(moment: datetime) -> datetime:
+        return moment.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def _duplicate_name(self, exc: Exception, rows: Iterable[tuple[str, str]]) -> str:
+        existing = {kiosk.name for kiosk in self.list_kiosks()}
+        names = [name for name, _ in rows]
+        for name in names:
+            if name in existing or names.count(name) > 1:
+                return name
+        return str(exc)
+
+    @_storage_errors
+    @db_session
+    def rotate_key(self, kiosk_id: int) -> str:
+        """A new key; the old one stops working at the next heartbeat (the write re-checks it)."""
+        kiosk = self._kiosk_entity(kiosk_id)
+        key = keys.generate_kiosk_key()
+        kiosk.api_key_hash = keys.hash_secret(key)
+        kiosk.key_prefix = keys.visible_prefix(key)
+        return key
+
+    @_storage_errors
+    @db_session
+    def set_active(self, kiosk_id: int, active: bool) -> None:
+        self._kiosk_entity(kiosk_id).is_active = active
+
+    @_storage_errors
+    @db_session
+    def remove_kiosk(self, kiosk_id: int) -> None:
+        self._kiosk_entity(kiosk_id).delete()
+
+    def _kiosk_entity(self, kiosk_id: int) -> Any:
+        kiosk = self._schema.Kiosk.get(id=kiosk_id)
+        if kiosk is None:
+            raise KioskNotFound(kiosk_id)
+        return kiosk
+
+    # -- heartbeats -----------------------------------------------------------------------------
+
+    @_storage_errors
+    def record_heartbeats(
+        self, writes: Sequence[HeartbeatWrite], *, min_interval_seconds: float
+    ) -> list[HeartbeatResult]:
+        """Record a batch in ONE transaction: one commit (and fsync) serves many requests.
+
+        Each UPDATE re-checks key, activity and rate limit itself, so a rotated key or a
+        deactivated kiosk is refused at once whatever the caller cached.
+        """
+        interval = timedelta(seconds=min_interval_seconds)
+        with db_session:
+            return [self._record_one(write, interval) for write in writes]
+
+    def _record_one(self, write: HeartbeatWrite, interval: timedelta) -> HeartbeatResult:
+        cursor = self._db.execute(
+            _HEARTBEAT_UPDATE,
+            {
+                "at": self._to_db(write.received_at),
+                "app_version": write.app_version,
+                "device_info": write.device_info,
+                "kiosk_id": write.kiosk_id,
+                "key_hash": write.key_hash,
+                "active": True,
+                "not_after": self._to_db(write.received_at - interval),
+            },
+        )
+        if cursor.rowcount == 1:
+            return HeartbeatResult(Outcome.ACCEPTED)
+        rows = self._db.select(
+            "SELECT api_key_hash, is_active, last_heartbeat_at FROM kiosks WHERE id = $kiosk_id",
+            {"kiosk_id": write.kiosk_id},
+        )
+        if not rows or rows[0][0] != write.key_hash:
+            return HeartbeatResult(Outcome.UNKNOWN_KEY)
+        if not rows[0][1]:
+            return HeartbeatResult(Outcome.INACTIVE)
+        return HeartbeatResult(Outcome.RATE_LIMITED, previous_at=self._from_db(rows[0][2]))
+
+    @_storage_errors
+    @db_session
+    def record_heartbeat(
+        self,
+        kiosk_id: int,
+        *,
+        received_at: datetime,
+        app_version: str | None = None,
+        device_info: str | None = None,
+    ) -> None:
+        """Set a heartbeat directly (seeding, demos, imports of history): no key, no rate limit."""
+        kiosk = self._kiosk_entity(kiosk_id)
+        kiosk.last_heartbeat_at = self._to_naive(received_at)
+        if app_version is not None:
+            kiosk.app_version = app_version
+        if device_info is not None:
+            kiosk.device_info = device_info
+
+    # -- back-office tokens ------------------------------------------------------------------------
+
+    @_storage_errors
+    @db_session
+    def add_token(self, name: str, *, now: datetime | None = None) -> tuple[TokenRecord, str]:
+        secret = keys.generate_token()
+        token = self._schema.Token(
+            name=name,
+            token_hash=keys.hash_secret(secret),
+            key_prefix=keys.visible_prefix(secret),
+            created_at=self._to_naive(now or utc_now()),
+        )
+        token.flush()
+        return self._token_from_entity(token), secret
+
+    @_storage_errors
+    @db_session
+    def list_tokens(self) -> list[TokenRecord]:
+        tokens = select(t for t in self._schema.Token).order_by(lambda t: t.id)
+        return [self._token_from_entity(t) for t in tokens]
+
+    @_storage_errors
+    @db_session
+    def revoke_token(self, token_id: int) -> None:
+        token = self._schema.Token.get(id=token_id)
+        if token is None:
+            raise TokenNotFound(token_id)
+        token.revoked = True
+
+    @_storage_errors
+    @db_session
+    def authenticate_token(self, secret: str, *, now: datetime) -> TokenRecord | None:
+        token = self._schema.Token.get(token_hash=keys.hash_secret(secret))
+        if token is None or token.revoked:
+            return None
+        last_used = self._from_db(token.last_used_at)
+        if last_used is None or now - last_used >= TOKEN_TOUCH_INTERVAL:
+            token.last_used_at = self._to_naive(now)
+        return self._token_from_entity(token)
+
+
+def open_store(database: str | DatabaseUrl, *, timeout_seconds: float = 5.0) -> Store:
+    """Bind a new Database for this caller: Pony's bind() works once per Database object."""
+    url = parse_database_url(database) if isinstance(database, str) else database
+    return Store(open_database(url, timeout_seconds=timeout_seconds), url)
