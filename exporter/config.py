@@ -110,9 +110,29 @@ def load_settings(
             values[name] = _coerce(name, value)
         except ValueError as exc:
             problems.append(f"{name}: {exc}")
+    if not problems:
+        settings = replace(Settings(), **values)
+        problems.extend(_cross_checks(settings))
     if problems:
         raise ConfigError(problems)
-    return replace(Settings(), **values)
+    return settings
+
+
+def _cross_checks(settings: Settings) -> list[str]:
+    problems = []
+    if settings.online_threshold_seconds <= settings.heartbeat_interval_seconds:
+        problems.append(
+            f"online_threshold_seconds ({settings.online_threshold_seconds:g}) must be greater "
+            f"than heartbeat_interval_seconds ({settings.heartbeat_interval_seconds}), "
+            "or every kiosk flaps offline between two heartbeats"
+        )
+    if settings.min_heartbeat_interval_seconds > settings.heartbeat_interval_seconds:
+        problems.append(
+            f"min_heartbeat_interval_seconds ({settings.min_heartbeat_interval_seconds:g}) must "
+            f"not exceed heartbeat_interval_seconds ({settings.heartbeat_interval_seconds}), "
+            "or tablets on schedule are refused"
+        )
+    return problems
 
 
 def _read_file(path: Path, problems: list[str]) -> dict[str, Any]:
