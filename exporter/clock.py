@@ -17,7 +17,10 @@ def format_utc(moment: datetime | None) -> str | None:
     """Render as `2026-11-26T10:00:00.123456Z`: the format tablets and the back office parse."""
     if moment is None:
         return None
-    return moment.astimezone(timezone.utc).replace(tzinfo=None).isoformat() + "Z"
+    return (
+        moment.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds")
+        + "Z"
+    )
 
 
 def parse_utc(text: str) -> datetime:

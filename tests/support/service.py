@@ -72,9 +72,12 @@ class RunningService:
         )
         found = threading.Event()
         threading.Thread(target=self._read_log, args=(found,), daemon=True).start()
-        if not found.wait(timeout):
-            self.stop()
-            raise RuntimeError("server did not start:\n" + "\n".join(self.log_lines))
+        deadline = time.monotonic() + timeout
+        while not found.wait(0.05):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                time.sleep(0.1)  # let the reader collect the last lines
+                raise RuntimeError("server did not start:\n" + "\n".join(self.log_lines))
         return self
 
     def _read_log(self, found: threading.Event) -> None:

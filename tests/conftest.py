@@ -1,0 +1,106 @@
+"""Fixtures build real objects: a SQLite file per test, a movable clock, the real app."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from falcon import testing
+from prometheus_client import CollectorRegistry
+
+from exporter.app import Application, create_app
+from exporter.config import Settings
+from exporter.store import Store, open_store
+from tests.support.service import RunningService
+
+T0 = datetime(2026, 11, 26, 10, 0, 0, tzinfo=timezone.utc)
+
+
+class MovableClock:
+    """The only thing tests fake: time. Everything else is the real code on a real database."""
+
+    def __init__(self, start: datetime = T0) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> datetime:
+        self.now += timedelta(seconds=seconds)
+        return self.now
+
+
+@pytest.fixture
+def clock() -> MovableClock:
+    return MovableClock()
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'kiosks.db'}"
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    store = open_store(database_url)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(database=database_url)
+
+
+@pytest.fixture
+def make_client(
+    store: Store, settings: Settings, clock: MovableClock
+) -> Iterator[Callable[..., testing.TestClient]]:
+    """Build the real app (optionally with other settings) and a falcon TestClient for it."""
+    apps: list[Application] = []
+
+    def make(**overrides: Any) -> testing.TestClient:
+        application = create_app(
+            store=store,
+            settings=replace(settings, **overrides),
+            registry=CollectorRegistry(),
+            clock=clock,
+        )
+        apps.append(application)
+        client = testing.TestClient(application.wsgi)
+        client.application = application  # type: ignore[attr-defined]
+        return client
+
+    yield make
+    for application in apps:
+        application.writer.stop()
+
+
+@pytest.fixture
+def client(make_client: Callable[..., testing.TestClient]) -> testing.TestClient:
+    return make_client()
+
+
+@pytest.fixture
+def add_kiosk(store: Store, clock: MovableClock) -> Callable[..., tuple[int, str]]:
+    def add(name: str = "Kiosk-Entrance", location: str = "Building A") -> tuple[int, str]:
+        kiosk, key = store.add_kiosk(name, location, now=clock())
+        return kiosk.id, key
+
+    return add
+
+
+@pytest.fixture
+def token(store: Store, clock: MovableClock) -> str:
+    return store.add_token("back-office", now=clock())[1]
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RunningService]:
+    """The real `kiosk-exporter serve` process; no rate limit so tests can send freely."""
+    with RunningService(tmp_path, {"min_heartbeat_interval_seconds": 0}) as service:
+        yield service

@@ -1,0 +1,137 @@
+"""Configuration: file < environment < flags, validated once with every problem listed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from exporter.config import Settings, load_settings, parse_database_url
+from exporter.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "exporter.yml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_match_the_original_design():
+    settings = load_settings(None, {})
+    assert settings.port == 8000
+    assert settings.online_threshold_seconds == 300
+    assert settings.heartbeat_interval_seconds == 60
+    assert settings.min_heartbeat_interval_seconds == 10
+    assert settings.database_url.provider == "sqlite"
+
+
+def test_environment_overrides_file_and_flags_override_environment(tmp_path):
+    path = write(tmp_path, "port: 9000\nonline_threshold_seconds: 120\nthreads: 2\n")
+    environ = {"KIOSK_EXPORTER_PORT": "9100", "KIOSK_EXPORTER_THREADS": "3"}
+    settings = load_settings(path, environ, {"port": 9200, "host": None})
+    assert settings.port == 9200  # flag
+    assert settings.threads == 3  # environment
+    assert settings.online_threshold_seconds == 120  # file
+    assert settings.host == Settings().host  # a flag left out changes nothing
+
+
+def test_config_path_can_come_from_the_environment(tmp_path):
+    path = write(tmp_path, "latest_app_version: 1.4.0\n")
+    assert load_settings(None, {"KIOSK_EXPORTER_CONFIG": str(path)}).latest_app_version == "1.4.0"
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    path = write(tmp_path, "port: eighty\nonline_treshold_seconds: 10\nlog_level: LOUD\n")
+    with pytest.raises(ConfigError) as error:
+        load_settings(path, {"KIOSK_EXPORTER_THREADS": "0"})
+    text = str(error.value)
+    for expected in ("port", "online_treshold_seconds: unknown setting", "log_level", "threads"):
+        assert expected in text
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("PORT", "70000"),
+        ("MIN_HEARTBEAT_INTERVAL_SECONDS", "-1"),
+        ("HEARTBEAT_INTERVAL_SECONDS", "0"),
+        ("HEARTBEAT_INTERVAL_SECONDS", "1.5"),
+        ("DATABASE", "oracle://db/kiosks"),
+        ("DATABASE", "sqlite://"),
+    ],
+)
+def test_bad_values_stop_start_up_naming_the_setting(variable, value):
+    with pytest.raises(ConfigError) as error:
+        load_settings(None, {f"KIOSK_EXPORTER_{variable}": value})
+    assert variable.lower() in str(error.value)
+
+
+def test_a_threshold_shorter_than_the_interval_is_refused():
+    with pytest.raises(ConfigError, match="flaps"):
+        load_settings(None, {"KIOSK_EXPORTER_ONLINE_THRESHOLD_SECONDS": "30"})
+
+
+def test_short_intervals_for_tests_and_demos_are_allowed():
+    settings = load_settings(
+        None,
+        {
+            "KIOSK_EXPORTER_HEARTBEAT_INTERVAL_SECONDS": "1",
+            "KIOSK_EXPORTER_ONLINE_THRESHOLD_SECONDS": "2.5",
+            "KIOSK_EXPORTER_MIN_HEARTBEAT_INTERVAL_SECONDS": "0",
+        },
+    )
+    assert (settings.heartbeat_interval_seconds, settings.min_heartbeat_interval_seconds) == (1, 0)
+
+
+def test_a_yaml_file_that_is_not_a_mapping_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="mapping"):
+        load_settings(write(tmp_path, "- port\n"), {})
+
+
+def test_secrets_can_be_read_from_files(tmp_path):
+    secret = tmp_path / "token"
+    secret.write_text("s3cret\n")
+    settings = load_settings(None, {"KIOSK_EXPORTER_METRICS_TOKEN_FILE": str(secret)})
+    assert settings.metrics_token == "s3cret"
+
+
+def test_the_shipped_example_config_is_valid():
+    example = Path(__file__).parent.parent / "examples" / "kiosk-exporter.yml"
+    settings = load_settings(example, {})
+    assert settings.port == 8000
+
+
+@pytest.mark.parametrize(
+    ("url", "provider", "params"),
+    [
+        ("sqlite:////var/lib/kiosks.db", "sqlite", {"filename": "/var/lib/kiosks.db"}),
+        (
+            "postgresql://kiosk:p%40ss@db.example:5433/fleet",
+            "postgres",
+            {
+                "host": "db.example",
+                "port": 5433,
+                "database": "fleet",
+                "user": "kiosk",
+                "password": "p@ss",
+            },
+        ),
+        (
+            "mysql://root@127.0.0.1:3306/test",
+            "mysql",
+            {"host": "127.0.0.1", "port": 3306, "db": "test", "user": "root", "passwd": ""},
+        ),
+    ],
+)
+def test_database_urls(url, provider, params):
+    parsed = parse_database_url(url)
+    assert parsed.provider == provider
+    assert dict(parsed.params) == params
+    assert "p@ss" not in parsed.describe()
+
+
+def test_relative_sqlite_paths_resolve_against_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert parse_database_url("sqlite:///data/k.db").params["filename"] == str(
+        tmp_path / "data/k.db"
+    )

@@ -1,0 +1,259 @@
+"""The shipped prometheus.yml, rules and alertmanager.yml, checked with the real tools.
+
+promtool and amtool are the only judges of what Prometheus and Alertmanager accept, so these
+tests run them (never a re-implementation) and fail, rather than skip, when they are missing.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+RULE_FILES = sorted((ROOT / "rules").glob("*.yml"))
+UNIT_TESTS = sorted((ROOT / "tests" / "rules").glob("*.test.yml"))
+RUNBOOK = ROOT / "docs" / "runbook.md"
+
+PUBLIC_ALERTS = {
+    ("KioskOffline", "warning"),
+    ("KioskOffline", "critical"),
+    ("NoKioskOnline", "critical"),
+    ("KioskFleetAvailabilityLow", "warning"),
+    ("KioskFleetAvailabilityLow", "critical"),
+    ("KioskAppVersionOutdated", "warning"),
+    ("KioskExporterDown", "critical"),
+}
+PUBLIC_RECORDS = {"kiosk:fleet_availability:ratio", "location:kiosk_availability:ratio"}
+# Thresholds that already are durations (or a debounced state): a `for:` would only delay.
+NO_FOR = {"KioskOffline", "NoKioskOnline", "KioskFleetAvailabilityLow"}
+
+
+def tool(name: str) -> str:
+    """Path of a Prometheus tool, or a test failure that says how to install it."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(
+            f"{name} not found on PATH: install the Debian packages with "
+            "`apt-get install -y --no-install-recommends prometheus prometheus-alertmanager`"
+        )
+    return path
+
+
+def run(*args: str | Path, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    """Run a tool with a bounded time; stdout and stderr merged for assertion messages."""
+    return subprocess.run(
+        [str(a) for a in args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def rules() -> list[dict[str, Any]]:
+    """Every rule of every shipped rule file, each with its group name under "group"."""
+    found = []
+    for path in RULE_FILES:
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            found += [{**rule, "group": group["name"]} for rule in group["rules"]]
+    return found
+
+
+def alertmanager_config() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "alertmanager.yml").read_text())
+
+
+def matchers(items: list[str]) -> dict[str, tuple[str, str]]:
+    """Parse Alertmanager matcher strings like 'alertname=~"A|B"' into {label: (op, value)}."""
+    parsed = {}
+    for item in items:
+        match = re.fullmatch(r'\s*(\w+)\s*(=~|!~|!=|=)\s*"(.*)"\s*', item)
+        assert match, f"unparsable matcher {item!r}"
+        parsed[match[1]] = (match[2], match[3])
+    return parsed
+
+
+def test_prometheus_config_is_valid_and_finds_the_rule_files() -> None:
+    result = run(tool("promtool"), "check", "config", "prometheus.yml")
+    assert result.returncode == 0, result.stdout
+    # An empty rule_files glob passes silently: count what promtool actually loaded.
+    found = re.search(r"SUCCESS: (\d+) rule files found", result.stdout)
+    assert found, result.stdout
+    assert RULE_FILES, "no rules/*.yml shipped"
+    assert int(found[1]) == len(RULE_FILES), result.stdout
+    assert re.search(r"SUCCESS: ([1-9]\d*) rules found", result.stdout), result.stdout
+
+
+def test_prometheus_config_scrapes_the_service_and_alerts_alertmanager() -> None:
+    text = (ROOT / "prometheus.yml").read_text()
+    config = yaml.safe_load(text)
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    job = jobs["kiosk-exporter"]
+    assert job["metrics_path"] == "/metrics"
+    assert job["static_configs"] == [{"targets": ["localhost:8000"]}]
+    assert config["rule_files"] == ["rules/*.yml"]
+    alerting = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+    assert alerting == ["localhost:9093"]
+    # The optional bearer token for metrics_token is shown, commented out.
+    assert re.search(r"#\s*authorization:\s*\n\s*#.*\n\s*#\s*credentials_file:", text), text
+
+
+def test_rule_unit_tests_live_outside_the_rule_glob() -> None:
+    assert UNIT_TESTS, "no tests/rules/*.test.yml"
+    assert not [p for p in RULE_FILES if p.name.endswith(".test.yml")]
+
+
+def test_rules_pass_promtool_lint() -> None:
+    result = run(tool("promtool"), "check", "rules", "--lint-fatal", *RULE_FILES)
+    assert result.returncode == 0, result.stdout
+
+
+def test_public_recording_rules_and_alerts_exist_with_their_severities() -> None:
+    all_rules = rules()
+    records = {r["record"] for r in all_rules if "record" in r}
+    assert records >= PUBLIC_RECORDS
+    alerts = {(r["alert"], r["labels"]["severity"]) for r in all_rules if "alert" in r}
+    assert alerts == PUBLIC_ALERTS
+
+
+def test_every_alert_has_summary_description_and_a_runbook_section() -> None:
+    anchors = {
+        re.sub(r"[^a-z0-9 -]", "", line[3:].strip().lower()).replace(" ", "-")
+        for line in RUNBOOK.read_text().splitlines()
+        if line.startswith("## ")
+    }
+    for rule in (r for r in rules() if "alert" in r):
+        annotations = rule["annotations"]
+        assert annotations.get("summary") and annotations.get("description"), rule["alert"]
+        url = annotations["runbook_url"]
+        assert url.split("#")[0].endswith("docs/runbook.md"), url
+        assert url.split("#")[1] == rule["alert"].lower() in anchors, (url, anchors)
+
+
+def test_duration_thresholds_carry_no_extra_for() -> None:
+    stacked = [r["alert"] for r in rules() if r.get("alert") in NO_FOR and "for" in r]
+    assert stacked == []
+
+
+def test_every_alert_and_severity_is_unit_tested_firing() -> None:
+    """Each public alert appears firing (with its severity) in some promtool unit test."""
+    tested = set()
+    for path in UNIT_TESTS:
+        for case in yaml.safe_load(path.read_text())["tests"]:
+            for check in case.get("alert_rule_test", []):
+                for alert in check.get("exp_alerts") or []:
+                    tested.add((check["alertname"], alert["exp_labels"]["severity"]))
+    assert tested == PUBLIC_ALERTS
+
+
+@pytest.mark.parametrize("test_file", UNIT_TESTS, ids=lambda p: p.name)
+def test_promtool_unit_tests_pass(test_file: Path) -> None:
+    result = run(tool("promtool"), "test", "rules", test_file, cwd=test_file.parent)
+    assert result.returncode == 0, result.stdout
+    assert "SUCCESS" in result.stdout
+
+
+# Each mutation breaks one promise of the rules; the unit tests must notice every one.
+MUTATIONS = {
+    "no staleness guard": (r"last_over_time\((\w+)\[5m\]\)", r"\1"),
+    "warning offline threshold": (r"> 600\b", "> 590"),
+    "critical offline threshold": (r"> 1800\b", "> 1790"),
+    "deactivated kiosks page": (r"last_over_time\(kiosk_active\[5m\]\) == 1", "kiosk_active >= 0"),
+    "90% boundary": (r"< 0\.9\b", "<= 0.9"),
+    "50% boundary": (r"< 0\.5\b", "<= 0.5"),
+    "outdated for": (r"for: 1h", "for: 50m"),
+    "exporter down for": (r"for: 2m", "for: 1m"),
+    "never-connected kiosks count": (
+        r"\n\s*and on \(job, instance, kiosk_id\)\n\s*"
+        r"last_over_time\(kiosk_last_heartbeat_timestamp_seconds\[5m\]\)\n\s*\)",
+        "\n)",
+    ),
+}
+
+
+@pytest.mark.parametrize("mutation", MUTATIONS)
+def test_unit_tests_catch_a_broken_rule(mutation: str, tmp_path: Path) -> None:
+    pattern, replacement = MUTATIONS[mutation]
+    (tmp_path / "rules").mkdir()
+    for path in RULE_FILES:
+        text, count = re.subn(pattern, replacement, path.read_text())
+        (tmp_path / "rules" / path.name).write_text(text)
+    assert count, f"mutation {mutation!r} matched nothing: update MUTATIONS"
+    shutil.copytree(ROOT / "tests" / "rules", tmp_path / "tests" / "rules")
+    tests = sorted((tmp_path / "tests" / "rules").glob("*.test.yml"))
+    result = run(tool("promtool"), "test", "rules", *tests, cwd=tmp_path / "tests" / "rules")
+    assert result.returncode != 0, f"unit tests still pass with {mutation!r}:\n{result.stdout}"
+
+
+def test_alertmanager_config_is_valid() -> None:
+    result = run(tool("amtool"), "check-config", "alertmanager.yml")
+    assert result.returncode == 0, result.stdout
+    assert "SUCCESS" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("labels", "receiver"),
+    [
+        (["alertname=KioskOffline", "severity=critical", "location=Lobby"], "kiosk-pager"),
+        (["alertname=KioskExporterDown", "severity=critical"], "kiosk-pager"),
+        (["alertname=KioskOffline", "severity=warning", "location=Lobby"], "kiosk-email"),
+        (["alertname=KioskAppVersionOutdated", "severity=warning"], "kiosk-email"),
+    ],
+)
+def test_alerts_route_by_severity(labels: list[str], receiver: str) -> None:
+    result = run(
+        tool("amtool"),
+        "config",
+        "routes",
+        "test",
+        "--config.file=alertmanager.yml",
+        f"--verify.receivers={receiver}",
+        *labels,
+    )
+    assert result.returncode == 0, result.stdout
+
+
+def test_route_verification_can_fail() -> None:
+    """Guards the routing test itself: a critical alert must not be accepted as email."""
+    result = run(
+        tool("amtool"),
+        "config",
+        "routes",
+        "test",
+        "--config.file=alertmanager.yml",
+        "--verify.receivers=kiosk-email",
+        "severity=critical",
+    )
+    assert result.returncode != 0, result.stdout
+
+
+def test_a_site_outage_is_one_group_per_alert_and_location() -> None:
+    assert set(alertmanager_config()["route"]["group_by"]) == {"alertname", "location"}
+
+
+def test_inhibition_rules_suppress_what_the_issue_says() -> None:
+    inhibit = [
+        (matchers(r["source_matchers"]), matchers(r["target_matchers"]), r.get("equal", []))
+        for r in alertmanager_config()["inhibit_rules"]
+    ]
+    assert ({"severity": ("=", "critical")}, {"severity": ("=", "warning")}) in [
+        (s, t) for s, t, equal in inhibit if {"alertname", "kiosk_id"} <= set(equal)
+    ]
+    for source, suppressed in [
+        ("NoKioskOnline", {"KioskOffline", "KioskFleetAvailabilityLow"}),
+        ("KioskExporterDown", {"KioskOffline", "NoKioskOnline", "KioskAppVersionOutdated"}),
+    ]:
+        targets = [t for s, t, _ in inhibit if s == {"alertname": ("=", source)}]
+        assert len(targets) == 1, source
+        op, regex = targets[0]["alertname"]
+        assert op == "=~"
+        assert all(re.fullmatch(regex, name) for name in suppressed), (source, regex)
+        assert not re.fullmatch(regex, source)
