@@ -18,7 +18,7 @@ import yaml
 
 from .clock import format_utc
 from .config import Settings, load_settings
-from .errors import ConfigError, ExporterError, ImportRejected
+from .errors import ConfigError, ExporterError, ImportRejected, InvalidInput
 from .records import KioskRecord, TokenRecord
 from .store import Store, open_store
 
@@ -53,6 +53,15 @@ def build_parser() -> argparse.ArgumentParser:
         json_output=True,
     )
     _add(kiosk, "list", cmd_kiosk_list, common, "list kiosks", [], json_output=True)
+    _add(
+        kiosk,
+        "update",
+        cmd_kiosk_update,
+        common,
+        "rename or move a kiosk (key and history stay)",
+        [("id", {"type": int}), ("--name", {}), ("--location", {})],
+        json_output=True,
+    )
     for action, handler, text in (
         ("rotate-key", cmd_kiosk_rotate, "issue a new API key; the old one stops working"),
         ("deactivate", cmd_kiosk_deactivate, "refuse the kiosk's heartbeats; it never pages"),
@@ -138,6 +147,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return 2
     try:
         return int(args.handler(args, settings))
+    except InvalidInput as exc:
+        print(f"kiosk-exporter: {exc}", file=sys.stderr)
+        return 2
     except ExporterError as exc:
         print(f"kiosk-exporter: {exc}", file=sys.stderr)
         return 1
@@ -266,6 +278,21 @@ def _print_table(columns: list[str], rows: list[list[Any]]) -> None:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
 
 
+def cmd_kiosk_update(args: argparse.Namespace, settings: Settings) -> int:
+    if args.name is None and args.location is None:
+        raise InvalidInput("--name/--location", "kiosk update needs at least one of them")
+    kiosk = _store(settings).update_kiosk(
+        args.id,
+        name=None if args.name is None else _required_text(args.name, "--name"),
+        location=None if args.location is None else _required_text(args.location, "--location"),
+    )
+    if args.json:
+        _print_json(kiosk_row(kiosk))
+    else:
+        print(f"kiosk {kiosk.id} is now {kiosk.name!r} at {kiosk.location!r}", file=sys.stderr)
+    return 0
+
+
 def cmd_kiosk_rotate(args: argparse.Namespace, settings: Settings) -> int:
     key = _store(settings).rotate_key(args.id)
     if args.json:
@@ -356,7 +383,7 @@ def _checked_rows(rows: Any, first_row: int) -> list[tuple[str, str]]:
 def _required_text(value: str, flag: str) -> str:
     text = value.strip()
     if not text:
-        raise ConfigError([f"{flag} must not be empty"])
+        raise InvalidInput(flag, "must not be empty")
     return text
 
 

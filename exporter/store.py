@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, ParamSpec, TypeVar
 
-from pony.orm import TransactionError, db_session, select
+from pony.orm import TransactionError, TransactionIntegrityError, db_session, select
 from pony.orm.dbapiprovider import DBException, IntegrityError
 
 from . import keys
@@ -19,6 +19,8 @@ from .models import Schema, open_database
 from .records import HeartbeatResult, HeartbeatWrite, KioskRecord, Outcome, TokenRecord
 
 log = logging.getLogger(__name__)
+# Pony raises the first when flushing inside a session, the second from the driver directly.
+_INTEGRITY_ERRORS = (TransactionIntegrityError, IntegrityError)
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -45,8 +47,6 @@ def _storage_errors(method: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return method(*args, **kwargs)
-        except IntegrityError:
-            raise
         except (DBException, TransactionError) as exc:
             log.warning("database unavailable: %s", exc)
             raise StorageUnavailable(f"database unavailable: {type(exc).__name__}") from exc
@@ -167,7 +167,7 @@ class Store:
         try:
             with db_session:
                 created = [self._create_kiosk(n, loc, created_at) for n, loc in rows]
-        except IntegrityError as exc:
+        except _INTEGRITY_ERRORS as exc:
             raise DuplicateName(self._duplicate_name(exc, rows)) from None
         return [(self.get_kiosk(kiosk_id), key) for kiosk_id, key in created]
 
@@ -204,6 +204,22 @@ class Store:
         kiosk.api_key_hash = keys.hash_secret(key)
         kiosk.key_prefix = keys.visible_prefix(key)
         return key
+
+    @_storage_errors
+    def update_kiosk(
+        self, kiosk_id: int, *, name: str | None = None, location: str | None = None
+    ) -> KioskRecord:
+        """Rename or move a kiosk; its key and history stay."""
+        try:
+            with db_session:
+                kiosk = self._kiosk_entity(kiosk_id)
+                if name is not None:
+                    kiosk.name = name
+                if location is not None:
+                    kiosk.location = location
+        except _INTEGRITY_ERRORS:
+            raise DuplicateName(name or "") from None
+        return self.get_kiosk(kiosk_id)
 
     @_storage_errors
     @db_session

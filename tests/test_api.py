@@ -150,7 +150,7 @@ def test_a_revoked_token_stops_working(client, store, clock):
 
 
 def test_token_use_is_recorded(client, store, clock):
-    record, secret = store.add_token("ops", now=clock())
+    _, secret = store.add_token("ops", now=clock())
     all_status(client, secret)
     assert store.list_tokens()[0].last_used_at == clock()
 

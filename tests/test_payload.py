@@ -65,6 +65,6 @@ def test_bad_bodies_name_the_field(body, field):
 
 
 def test_limits_count_characters_not_bytes():
-    device = "Tablette d'accueil – Bâtiment É " * 8  # 256 characters, more bytes
+    device = "Tablette d'accueil - Bâtiment É " * 8  # 256 characters, more bytes
     assert len(device) == 256
     assert parse_heartbeat(json.dumps({"device_info": device}).encode()).device_info == device

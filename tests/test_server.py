@@ -179,3 +179,28 @@ def test_logs_never_contain_keys_or_tokens(server):
     assert '"POST /kiosk/heartbeat" 200' in text
     for secret in (key, token, "kk_wrong-key", "kt_wrong-token"):
         assert secret not in text
+
+
+def test_a_real_scrape_passes_promtool_check_metrics(server):
+    import shutil
+
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: run `make tools` (Debian package prometheus)"
+    _, key = server.add_kiosk('Kiosk "Entrance"', "Building A – café")
+    server.add_kiosk("Kiosk-Exit", "Building A")
+    server.heartbeat(
+        key,
+        {"app_version": "1.0.0", "device_info": "Android/11", "sent_at": "2026-11-26T10:00:00Z"},
+    )
+    # promtool reads the text format only; OpenMetrics is checked by the live Prometheus tests.
+    page = server.metrics("text/plain")
+    assert page.status == 200
+    assert b'kiosk_name="Kiosk \\"Entrance\\""' in page.body
+    check = subprocess.run(
+        [promtool, "check", "metrics"],
+        input=page.body,
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert check.returncode == 0, check.stdout.decode() + check.stderr.decode()

@@ -1,0 +1,515 @@
+"""Heartbeat agent: the tablet side of the protocol, stdlib only so it runs on any kiosk.
+
+This file is also the reference implementation for tablet developers, and it can be copied
+alone onto a kiosk and run as `python3 agent.py --url ... --api-key-file ...`. That is why
+it imports nothing from the rest of the package and stays one file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import email.utils
+import enum
+import http.client
+import json
+import logging
+import os
+import platform
+import random
+import signal
+import socket
+import ssl
+import sys
+import threading
+import unicodedata
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_PATH = "/kiosk/heartbeat"
+API_KEY_HEADER = "X-Kiosk-API-Key"
+API_KEY_ENV = "KIOSK_EXPORTER_API_KEY"
+FIELD_LIMITS = {"app_version": 64, "device_info": 256}
+USER_AGENT = "kiosk-heartbeat-agent/1"
+# A server asking for less than this would turn a fleet into a burst; more than a day, a silence.
+MIN_SERVER_INTERVAL, MAX_SERVER_INTERVAL = 1.0, 86_400.0
+MAX_RETRY_AFTER = 3_600.0
+# Values firmware vendors leave in DMI fields; they say nothing about the machine.
+_PLACEHOLDER_MODELS = {"", "to be filled by o.e.m.", "system product name", "default string"}
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Outcome(enum.Enum):
+    """What one heartbeat exchange came to; the schedule and the log line follow from it."""
+
+    SENT = "sent"
+    UNAUTHORIZED = "unauthorized"  # 401: unknown or missing key
+    FORBIDDEN = "forbidden"  # 403: kiosk deactivated
+    REJECTED = "rejected"  # 400/413/415 and other 4xx: the request itself is wrong
+    RATE_LIMITED = "rate_limited"  # 429
+    SERVER_ERROR = "server_error"  # 5xx, or a 200 that is not the service's reply
+    NETWORK_ERROR = "network_error"  # no reply at all
+
+
+RETRYABLE = frozenset({Outcome.SERVER_ERROR, Outcome.NETWORK_ERROR})
+
+
+@dataclass(frozen=True)
+class HeartbeatResult:
+    outcome: Outcome
+    status: int | None = None
+    detail: str = ""
+    retry_after: float | None = None
+    next_interval: float | None = None
+    kiosk_id: int | None = None
+    received_at: str | None = None
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """Everything an agent needs; the key is kept out of repr so it never reaches a log."""
+
+    url: str
+    api_key: str = field(repr=False)
+    app_version: str | None = None
+    device_info: str | None = None  # None: collected from this machine
+    interval_seconds: float = 60.0
+    timeout_seconds: float = 5.0
+    jitter: float = 0.1
+    backoff_base_seconds: float = 1.0
+
+
+# -- wire format --------------------------------------------------------------------------------
+
+
+def format_sent_at(moment: datetime) -> str:
+    """`2026-11-26T10:00:00.123Z`: the server measures delivery delay from it."""
+    utc = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return utc.isoformat(timespec="milliseconds") + "Z"
+
+
+def clean_text(value: str, limit: int) -> str:
+    """Drop control characters and squeeze spaces, then cut: the server refuses both excesses."""
+    kept = "".join(" " if unicodedata.category(ch) in ("Cc", "Cs") else ch for ch in value)
+    return " ".join(kept.split())[:limit]
+
+
+def build_payload(
+    app_version: str | None, device_info: str | None, sent_at: datetime
+) -> dict[str, str]:
+    payload = {"sent_at": format_sent_at(sent_at)}
+    for name, value in (("app_version", app_version), ("device_info", device_info)):
+        if value:
+            payload[name] = clean_text(value, FIELD_LIMITS[name])
+    return payload
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Retry-After is either delta-seconds or an HTTP date (RFC 9110 10.2.3)."""
+    if not value:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - now).total_seconds())
+
+
+def classify(status: int, body: bytes, retry_after: float | None) -> HeartbeatResult:
+    """Turn an HTTP reply into a result; no exception escapes for a server's odd answer."""
+    document = _json_object(body)
+    if status == 200:
+        if "kiosk_id" not in document:
+            # A captive portal or proxy answering 200 has not delivered the heartbeat.
+            return HeartbeatResult(Outcome.SERVER_ERROR, status, "200 without a heartbeat reply")
+        return HeartbeatResult(
+            Outcome.SENT,
+            status,
+            kiosk_id=_int_or_none(document.get("kiosk_id")),
+            received_at=str(document.get("received_at") or ""),
+            next_interval=_number_or_none(document.get("next_heartbeat_in_seconds")),
+        )
+    detail = ": ".join(str(document[k]) for k in ("title", "description") if document.get(k))
+    outcome = {401: Outcome.UNAUTHORIZED, 403: Outcome.FORBIDDEN, 429: Outcome.RATE_LIMITED}.get(
+        status, Outcome.SERVER_ERROR if status >= 500 else Outcome.REJECTED
+    )
+    return HeartbeatResult(outcome, status, detail or f"HTTP {status}", retry_after=retry_after)
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        document = json.loads(body or b"null")
+    except (UnicodeDecodeError, ValueError):
+        return {}
+    return document if isinstance(document, dict) else {}
+
+
+def _number_or_none(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+# -- one exchange -------------------------------------------------------------------------------
+
+
+class HeartbeatClient:
+    """One kiosk's POSTs. A fresh connection per heartbeat: idle keep-alives die between beats."""
+
+    def __init__(
+        self, base_url: str, api_key: str, *, timeout_seconds: float = 5.0, clock: Clock = utc_now
+    ) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {base_url!r}")
+        self._parts = parts
+        self._path = parts.path.rstrip("/") + HEARTBEAT_PATH
+        self._headers = {
+            API_KEY_HEADER: api_key,
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+        }
+        self._timeout = timeout_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._connection: http.client.HTTPConnection | None = None
+
+    def send(self, payload: Mapping[str, str]) -> HeartbeatResult:
+        """POST once; network trouble comes back as a NETWORK_ERROR result, never raised."""
+        connection = self._connect()
+        try:
+            connection.request("POST", self._path, json.dumps(payload).encode(), self._headers)
+            response = connection.getresponse()
+            body = response.read(64 * 1024)
+            retry_after = parse_retry_after(response.getheader("Retry-After"), self._clock())
+            return classify(response.status, body, retry_after)
+        except (OSError, http.client.HTTPException) as exc:
+            return HeartbeatResult(Outcome.NETWORK_ERROR, detail=_describe_error(exc))
+        finally:
+            with self._lock:
+                self._connection = None
+            connection.close()
+
+    def abort(self) -> None:
+        """Cut an exchange in flight (from another thread) so a stop is never held up by it."""
+        with self._lock:
+            sock = self._connection.sock if self._connection else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def _connect(self) -> http.client.HTTPConnection:
+        host, port = self._parts.hostname or "", self._parts.port
+        connection: http.client.HTTPConnection
+        if self._parts.scheme == "https":
+            context = ssl.create_default_context()
+            connection = http.client.HTTPSConnection(
+                host, port, timeout=self._timeout, context=context
+            )
+        else:
+            connection = http.client.HTTPConnection(host, port, timeout=self._timeout)
+        with self._lock:
+            self._connection = connection
+        return connection
+
+
+def _describe_error(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if type(exc).__name__ not in text else text
+
+
+# -- when to send next --------------------------------------------------------------------------
+
+
+@dataclass
+class Schedule:
+    """The delay before the next heartbeat, as a pure function of outcomes (easy to test).
+
+    `rand` returns a float in [0, 1): injected so tests can pin the jitter.
+    """
+
+    interval: float
+    jitter: float = 0.1
+    backoff_base: float = 1.0
+    rand: Callable[[], float] = random.random
+    failures: int = 0
+
+    def next_delay(self, result: HeartbeatResult) -> float:
+        if result.next_interval is not None:
+            self.interval = min(max(result.next_interval, MIN_SERVER_INTERVAL), MAX_SERVER_INTERVAL)
+        if result.outcome in RETRYABLE:
+            self.failures = min(self.failures + 1, 32)
+            delay = min(self.interval, self.backoff_base * 2.0 ** (self.failures - 1))
+            if result.retry_after is not None:
+                delay = min(self.interval, max(delay, result.retry_after))
+            # Only shorten: the cap is the interval, and a fleet must not retry in step.
+            return delay * (1 - self.jitter * self.rand())
+        self.failures = 0
+        if result.outcome is Outcome.RATE_LIMITED and result.retry_after is not None:
+            # Never earlier than asked: lengthen slightly so synchronised tablets spread out.
+            return min(result.retry_after, MAX_RETRY_AFTER) * (1 + self.jitter * self.rand())
+        return self.interval * (1 + self.jitter * (2 * self.rand() - 1))
+
+
+# -- device information -------------------------------------------------------------------------
+
+
+def machine_model(root: Path = Path("/")) -> str | None:
+    """The board or product name, where the system exposes one (Raspberry Pi, DMI PCs)."""
+    tree = _read_text(root / "sys/firmware/devicetree/base/model")
+    if tree and tree.strip(" \x00").lower() not in _PLACEHOLDER_MODELS:
+        return clean_text(tree, FIELD_LIMITS["device_info"])
+    dmi = root / "sys/class/dmi/id"
+    product = (_read_text(dmi / "product_name") or "").strip()
+    if product.lower() in _PLACEHOLDER_MODELS:
+        return None
+    vendor = (_read_text(dmi / "sys_vendor") or "").strip()
+    if vendor and vendor.lower() not in _PLACEHOLDER_MODELS and vendor not in product:
+        product = f"{vendor} {product}"
+    return clean_text(product, FIELD_LIMITS["device_info"])
+
+
+def os_name(root: Path = Path("/")) -> str | None:
+    """The distribution's NAME and VERSION_ID from os-release, e.g. `Debian GNU/Linux 12`."""
+    for path in ("etc/os-release", "usr/lib/os-release"):
+        text = _read_text(root / path)
+        if text is None:
+            continue
+        fields = dict(
+            (k, v.strip().strip("\"'"))
+            for k, _, v in (line.partition("=") for line in text.splitlines())
+        )
+        name = " ".join(v for v in (fields.get("NAME"), fields.get("VERSION_ID")) if v)
+        return name or None
+    return None
+
+
+def collect_device_info(
+    root: Path = Path("/"), *, system: str | None = None, release: str | None = None
+) -> str:
+    """`Linux/6.1.0-rpi7 (Debian GNU/Linux 12) - Raspberry Pi 4 Model B Rev 1.4`.
+
+    Shaped like the tablets' `Android/11 - Samsung Galaxy Tab A8`: OS/version - model.
+    """
+    text = f"{system or platform.system() or 'unknown'}/{release or platform.release() or '?'}"
+    distribution = os_name(root)
+    if distribution:
+        text += f" ({distribution})"
+    model = machine_model(root)
+    if model:
+        text += f" - {model}"
+    return clean_text(text, FIELD_LIMITS["device_info"])
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+
+
+# -- the agent ----------------------------------------------------------------------------------
+
+
+class HeartbeatAgent:
+    """Sends a heartbeat at start, then one per interval, from a thread: start() / stop().
+
+    `on_result(result, delay)` is called after each exchange (tests and embedding apps use it
+    to observe the agent); `clock` and `rand` make sent_at and jitter controllable.
+    """
+
+    def __init__(
+        self,
+        settings: AgentSettings,
+        *,
+        clock: Clock = utc_now,
+        rand: Callable[[], float] = random.random,
+        on_result: Callable[[HeartbeatResult, float], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.device_info = settings.device_info or collect_device_info()
+        self._clock = clock
+        self._client = HeartbeatClient(
+            settings.url, settings.api_key, timeout_seconds=settings.timeout_seconds, clock=clock
+        )
+        self._schedule = Schedule(
+            settings.interval_seconds, settings.jitter, settings.backoff_base_seconds, rand
+        )
+        self._on_result = on_result
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        if self.running:
+            return
+        self._stopping.clear()
+        # Daemon: an embedding app that forgets stop() must still be able to exit.
+        self._thread = threading.Thread(
+            target=self.run_until_stopped, name="heartbeat", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float = 1.0) -> None:
+        """Let an exchange in flight finish for half the timeout, then cut it; then join."""
+        self._stopping.set()
+        if self._thread is None:
+            return
+        self._thread.join(timeout / 2)
+        if self._thread.is_alive():
+            self._client.abort()
+            self._thread.join(timeout / 2)
+
+    def run_until_stopped(self) -> None:
+        while not self._stopping.is_set():
+            _, delay = self.beat()
+            if self._stopping.wait(delay):
+                break
+        log.info("Heartbeat: Stopped")
+
+    def beat(self) -> tuple[HeartbeatResult, float]:
+        """One exchange, its one log line, and the delay before the next."""
+        payload = build_payload(self.settings.app_version, self.device_info, self._clock())
+        result = self._client.send(payload)
+        delay = self._schedule.next_delay(result)
+        if not (self._stopping.is_set() and result.outcome is Outcome.NETWORK_ERROR):
+            log_result(result, delay)
+        if self._on_result is not None:
+            self._on_result(result, delay)
+        return result, delay
+
+
+def log_result(result: HeartbeatResult, delay: float) -> None:
+    """Exactly one line per outcome; the first words match the original troubleshooting guide."""
+    after = f"next in {delay:.1f}s"
+    if result.outcome is Outcome.SENT:
+        log.info("Heartbeat: Sent successfully (kiosk %s, %s)", result.kiosk_id, after)
+    elif result.outcome is Outcome.UNAUTHORIZED:
+        log.error("Heartbeat: Rejected, API key unknown or missing (401); check the key; %s", after)
+    elif result.outcome is Outcome.FORBIDDEN:
+        log.error("Heartbeat: Rejected, kiosk is deactivated (403); %s", after)
+    elif result.outcome is Outcome.REJECTED:
+        log.error("Heartbeat: Rejected (%s): %s; %s", result.status, result.detail, after)
+    elif result.outcome is Outcome.RATE_LIMITED:
+        log.warning("Heartbeat: Too many heartbeats (429), server asks to wait; %s", after)
+    elif result.outcome is Outcome.SERVER_ERROR:
+        log.warning("Heartbeat: Server error (%s): %s; %s", result.status, result.detail, after)
+    else:
+        log.warning("Heartbeat: Network error (%s); %s", result.detail, after)
+
+
+# -- command line -------------------------------------------------------------------------------
+
+
+def read_api_key(path: str | None, environ: Mapping[str, str]) -> str:
+    """From the key file (surrounding whitespace ignored) or the environment, never argv."""
+    if path:
+        try:
+            key = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ValueError(f"cannot read the API key file {path}: {exc.strerror}") from None
+        source = path
+    else:
+        key, source = environ.get(API_KEY_ENV, "").strip(), API_KEY_ENV
+    if not key:
+        raise ValueError(f"no API key: use --api-key-file FILE or set {API_KEY_ENV}")
+    if not key.isascii() or not key.isprintable() or " " in key:
+        raise ValueError(f"the API key from {source} contains characters a header cannot carry")
+    return key
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", required=True, help="service root, e.g. http://backend:8000")
+    parser.add_argument(
+        "--api-key-file", help=f"file holding the kiosk's API key (or set {API_KEY_ENV})"
+    )
+    parser.add_argument("--app-version", help="app version to report (at most 64 characters)")
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=60.0,
+        help="seconds between heartbeats until the server says otherwise (default 60)",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=5.0, help="HTTP timeout in seconds (default 5)"
+    )
+    parser.add_argument("--device-info", help="override the collected device description")
+
+
+def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> AgentSettings:
+    if args.interval < 1 or args.timeout <= 0:
+        raise ValueError("--interval must be at least 1 and --timeout positive")
+    HeartbeatClient(args.url, "probe")  # validates the URL before anything starts
+    return AgentSettings(
+        url=args.url,
+        api_key=read_api_key(args.api_key_file, environ),
+        app_version=args.app_version,
+        device_info=args.device_info,
+        interval_seconds=args.interval,
+        timeout_seconds=args.timeout,
+    )
+
+
+def run(settings: AgentSettings) -> int:
+    """Run in the foreground until SIGTERM or SIGINT; returns the exit code (0)."""
+    signalled = threading.Event()
+    previous = {
+        sig: signal.signal(sig, lambda signum, frame: signalled.set())
+        for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    agent = HeartbeatAgent(settings)
+    log.info("Heartbeat: agent for %s as %r", settings.url, agent.device_info)
+    agent.start()
+    try:
+        while not signalled.wait(0.2) and agent.running:
+            pass
+    finally:
+        agent.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
+
+
+def main_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
+    try:
+        settings = settings_from_args(args, os.environ if environ is None else environ)
+    except ValueError as exc:
+        print(f"kiosk-exporter agent: {exc}", file=sys.stderr)
+        return 2
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    return run(settings)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kiosk-agent", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return main_from_args(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""The kiosk-exporter command as operators use it: exit codes, output, round trips."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from exporter.cli import main
+from exporter.keys import hash_secret
+from exporter.store import open_store
+from tests.support.service import run_cli
+
+
+@pytest.fixture
+def cli(database_url, capsys):
+    """Run the CLI in-process; returns (exit code, stdout, stderr)."""
+
+    def run(*args: str, environ=None):
+        code = main(["--database", database_url, *args], environ or {})
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def test_kiosk_add_prints_the_key_once_and_stores_only_its_hash(cli, database_url):
+    code, out, _ = cli(
+        "kiosk", "add", "--name", "Kiosk-Entrance", "--location", "Building A", "--json"
+    )
+    assert code == 0
+    created = json.loads(out)
+    assert created["api_key"].startswith(created["key_prefix"])
+    assert len(created["api_key"]) >= 43  # 32 random bytes, url-safe base64
+    database_file = database_url.removeprefix("sqlite:///")
+    raw = Path(database_file).read_bytes() + Path(database_file + "-wal").read_bytes()
+    assert created["api_key"].encode() not in raw
+    assert hash_secret(created["api_key"]).encode() in raw
+    code, out, _ = cli("kiosk", "list", "--json")
+    assert "api_key" not in out
+    assert json.loads(out)[0]["name"] == "Kiosk-Entrance"
+
+
+def test_options_go_before_or_after_the_subcommand(database_url, capsys):
+    assert (
+        main(["kiosk", "add", "--name", "A", "--location", "L", "--database", database_url], {})
+        == 0
+    )
+    assert main(["--database", database_url, "kiosk", "list"], {}) == 0
+    assert "A" in capsys.readouterr().out
+
+
+def test_database_from_a_config_file(tmp_path, database_url, capsys):
+    config = tmp_path / "exporter.yml"
+    config.write_text(f"database: {database_url}\n")
+    assert (
+        main(["kiosk", "add", "--config", str(config), "--name", "A", "--location", "L"], {}) == 0
+    )
+    capsys.readouterr()
+    assert main(["kiosk", "list", "--json"], {"KIOSK_EXPORTER_CONFIG": str(config)}) == 0
+    assert [k["name"] for k in json.loads(capsys.readouterr().out)] == ["A"]
+
+
+def test_a_duplicate_name_is_one_clear_line_and_exit_1(cli):
+    cli("kiosk", "add", "--name", "A", "--location", "L")
+    code, _out, err = cli("kiosk", "add", "--name", "A", "--location", "Elsewhere")
+    assert code == 1
+    assert err.strip() == "kiosk-exporter: a kiosk named 'A' already exists"
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("kiosk", "deactivate", "99"),
+        ("kiosk", "rotate-key", "99"),
+        ("kiosk", "remove", "99", "--yes"),
+        ("token", "revoke", "7"),
+    ],
+)
+def test_unknown_ids_exit_1_with_a_message(cli, args):
+    code, _, err = cli(*args)
+    assert code == 1
+    assert "no " in err and "id" in err
+
+
+def test_a_bad_database_url_is_a_config_error_exit_2(capsys):
+    assert main(["--database", "oracle://x/y", "kiosk", "list"], {}) == 2
+    assert "database" in capsys.readouterr().err
+
+
+def test_rotate_deactivate_activate_remove_round_trip(cli, database_url):
+    _, out, _ = cli("kiosk", "add", "--name", "A", "--location", "L", "--json")
+    created = json.loads(out)
+    code, out, _ = cli("kiosk", "rotate-key", str(created["id"]), "--json")
+    new_key = json.loads(out)["api_key"]
+    assert code == 0 and new_key != created["api_key"]
+    store = open_store(database_url)
+    assert store.find_kiosk_by_key(hash_secret(created["api_key"])) is None
+    assert store.find_kiosk_by_key(hash_secret(new_key)).id == created["id"]
+    assert cli("kiosk", "deactivate", str(created["id"]))[0] == 0
+    assert store.get_kiosk(created["id"]).is_active is False
+    assert cli("kiosk", "activate", str(created["id"]))[0] == 0
+    assert store.get_kiosk(created["id"]).is_active is True
+    code, out, _ = cli("kiosk", "update", str(created["id"]), "--location", "Hall 2", "--json")
+    assert json.loads(out)["location"] == "Hall 2"
+    assert cli("kiosk", "remove", str(created["id"]), "--yes")[0] == 0
+    assert store.list_kiosks() == []
+    store.close()
+
+
+def test_remove_asks_first(database_url):
+    add = run_cli("kiosk", "add", "--name", "A", "--location", "L", database=database_url)
+    assert add.returncode == 0
+    refused = run_cli("kiosk", "remove", "1", database=database_url, input_text="n\n")
+    assert refused.returncode == 1
+    accepted = run_cli("kiosk", "remove", "1", database=database_url, input_text="y\n")
+    assert accepted.returncode == 0
+    assert json.loads(run_cli("kiosk", "list", "--json", database=database_url).stdout) == []
+
+
+def test_import_a_csv_fleet_prints_every_key_once(cli, tmp_path):
+    fleet = tmp_path / "fleet.csv"
+    fleet.write_text(
+        "name,location\n"
+        "Kiosk-Entrance,Building A - Main Entrance\n"
+        'Kiosk-Cafeteria,"Building B, Floor 1"\n'
+    )
+    code, out, _ = cli("kiosk", "import", str(fleet))
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert lines[0] == "id,name,location,api_key"
+    assert len(lines) == 3
+    assert '"Building B, Floor 1"' in lines[2]
+
+
+def test_import_a_yaml_fleet_as_json(cli, tmp_path):
+    fleet = tmp_path / "fleet.yml"
+    fleet.write_text("- {name: K1, location: Hall}\n- {name: K2, location: Hall}\n")
+    code, out, _ = cli("kiosk", "import", str(fleet), "--json")
+    assert code == 0
+    assert [k["name"] for k in json.loads(out)] == ["K1", "K2"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("name,location\nK1,Hall\nK2,\n", "row 3"),
+        ("name,location\nK1,Hall\nK1,Hall 2\n", "row 3: duplicate name"),
+        ("name,place\nK1,Hall\n", "row 1"),
+        ("name,location\nExisting,Hall\n", "'Existing' already exists"),
+    ],
+)
+def test_a_bad_row_rejects_the_whole_import(cli, tmp_path, database_url, content, message):
+    cli("kiosk", "add", "--name", "Existing", "--location", "Hall")
+    fleet = tmp_path / "fleet.csv"
+    fleet.write_text(content)
+    code, out, err = cli("kiosk", "import", str(fleet))
+    assert code == 1
+    assert message in err
+    assert "kk_" not in out
+    store = open_store(database_url)
+    assert [k.name for k in store.list_kiosks()] == ["Existing"]
+    store.close()
+
+
+def test_a_large_import_is_one_transaction(cli, tmp_path, database_url):
+    fleet = tmp_path / "fleet.csv"
+    fleet.write_text("name,location\n" + "".join(f"kiosk-{n},Site {n % 9}\n" for n in range(500)))
+    code, out, _ = cli("kiosk", "import", str(fleet), "--json")
+    assert code == 0
+    keys = [k["api_key"] for k in json.loads(out)]
+    assert len(set(keys)) == 500
+
+
+def test_tokens_add_list_revoke(cli):
+    code, out, _ = cli("token", "add", "--name", "back-office", "--json")
+    created = json.loads(out)
+    assert code == 0 and created["token"].startswith("kt_")
+    _, out, _ = cli("token", "list", "--json")
+    assert json.loads(out)[0]["revoked"] is False
+    assert created["token"] not in out
+    assert cli("token", "revoke", str(created["id"]))[0] == 0
+    _, out, _ = cli("token", "list", "--json")
+    assert json.loads(out)[0]["revoked"] is True
+
+
+def test_empty_names_are_usage_errors(cli):
+    code, _, err = cli("kiosk", "add", "--name", "  ", "--location", "L")
+    assert code == 2
+    assert "--name" in err
