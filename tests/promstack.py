@@ -82,7 +82,7 @@ def free_port() -> int:
 
 
 def wait_until(
-    predicate: Callable[[], T], timeout: float, interval: float = 0.2, what: str = ""
+    predicate: Callable[[], T | None], timeout: float, interval: float = 0.2, what: str = ""
 ) -> T:
     """Call `predicate` until it returns something truthy; return that value.
 
@@ -205,7 +205,7 @@ class _ServerProcess:
         query = f"?{urllib.parse.urlencode(params)}" if params else ""
         return _http_json(f"{self.url}{path}{query}")
 
-    def wait_for(self, predicate: Callable[[], T], timeout: float, what: str = "") -> T:
+    def wait_for(self, predicate: Callable[[], T | None], timeout: float, what: str = "") -> T:
         """Bounded wait (see `wait_until`); the log tail is added to the timeout message."""
         try:
             return wait_until(predicate, timeout, what=what)
@@ -351,7 +351,7 @@ class WebhookReceiver:
     """An HTTP server thread on a free loopback port that records Alertmanager webhooks.
 
     Point a `webhook_configs` URL at `.url`. `notifications` are the decoded JSON bodies in
-    arrival order; `alerts(**labels)` flattens them to one dict per alert, each with the
+    arrival order; `alerts(status=..., **labels)` flattens them to one dict per alert, each with the
     notification's `receiver` added.
     """
 
@@ -361,7 +361,10 @@ class WebhookReceiver:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="webhook-receiver", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},  # so close() returns at once
+            name="webhook-receiver",
+            daemon=True,
         )
         self._thread.start()
 
@@ -378,7 +381,7 @@ class WebhookReceiver:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 """Keep pytest output clean."""
 
         return Handler
@@ -394,20 +397,23 @@ class WebhookReceiver:
         with self._lock:
             return copy.deepcopy(self._notifications)
 
-    def alerts(self, **labels: str) -> list[dict[str, Any]]:
+    def alerts(self, *, status: str | None = None, **labels: str) -> list[dict[str, Any]]:
         """Alerts from all notifications whose labels include `labels`, oldest first.
 
-        Each is the webhook's alert dict (status "firing"/"resolved", labels, annotations,
-        startsAt...) plus "receiver".
+        `status` ("firing" or "resolved") filters on the alert's status, not on a label.
+        Each is the webhook's alert dict (status, labels, annotations, startsAt...) plus
+        the notification's "receiver".
         """
         found = []
         for note in self.notifications:
             for alert in note.get("alerts", []):
+                if status is not None and alert.get("status") != status:
+                    continue
                 if all(alert["labels"].get(k) == v for k, v in labels.items()):
                     found.append({**alert, "receiver": note.get("receiver")})
         return found
 
-    def wait_for(self, predicate: Callable[[], T], timeout: float, what: str = "") -> T:
+    def wait_for(self, predicate: Callable[[], T | None], timeout: float, what: str = "") -> T:
         """Bounded wait; the notifications so far are added to the timeout message."""
         try:
             return wait_until(predicate, timeout, what=what)
@@ -465,7 +471,7 @@ def prometheus_config_for_test(
         config["alerting"] = {
             "alertmanagers": [{"static_configs": [{"targets": [alertmanager_address]}]}]
         }
-    return yaml.safe_dump(config, sort_keys=False)
+    return str(yaml.safe_dump(config, sort_keys=False))
 
 
 def alertmanager_config_for_test(
@@ -493,4 +499,4 @@ def alertmanager_config_for_test(
     for route in config["route"].get("routes", []):
         for key in ("group_wait", "group_interval", "repeat_interval"):
             route.pop(key, None)
-    return yaml.safe_dump(config, sort_keys=False)
+    return str(yaml.safe_dump(config, sort_keys=False))
