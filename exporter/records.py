@@ -5,10 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class KioskRecord:
+class KioskRecord(NamedTuple):
+    """A kiosk as stored. A NamedTuple rather than a frozen dataclass: a scrape builds one per
+    kiosk, and at 100,000 kiosks the dataclass __init__ alone cost ~0.4 s."""
+
     id: int
     name: str
     location: str

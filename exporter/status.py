@@ -42,6 +42,19 @@ def heartbeat_age(last_heartbeat_at: datetime | None, now: datetime) -> float | 
     return max(0.0, (now - last_heartbeat_at).total_seconds())
 
 
+def classify(is_active: bool, age_seconds: float | None, threshold: float) -> KioskStatus:
+    """THE rule. Online means active with a heartbeat strictly younger than the threshold.
+
+    Deactivated wins over everything: an operator switched it off, so it must never look
+    offline (and page) or online (and hide a problem).
+    """
+    if not is_active:
+        return KioskStatus.INACTIVE
+    if age_seconds is None:
+        return KioskStatus.NEVER_CONNECTED
+    return KioskStatus.ONLINE if age_seconds < threshold else KioskStatus.OFFLINE
+
+
 def judge(
     *,
     is_active: bool,
@@ -49,21 +62,9 @@ def judge(
     now: datetime,
     online_threshold_seconds: float,
 ) -> KioskState:
-    """Online means active with a heartbeat strictly younger than the threshold.
-
-    Deactivated wins over everything: an operator switched it off, so it must never look
-    offline (and page) or online (and hide a problem).
-    """
+    """A kiosk's state at `now`; read `now` once per request or scrape and pass it to all."""
     age = heartbeat_age(last_heartbeat_at, now)
-    if not is_active:
-        status = KioskStatus.INACTIVE
-    elif age is None:
-        status = KioskStatus.NEVER_CONNECTED
-    elif age < online_threshold_seconds:
-        status = KioskStatus.ONLINE
-    else:
-        status = KioskStatus.OFFLINE
-    return KioskState(status=status, age_seconds=age)
+    return KioskState(classify(is_active, age, online_threshold_seconds), age)
 
 
 _RELEASE = re.compile(r"v?(\d+(?:\.\d+)*)(.*)", re.IGNORECASE)

@@ -1,0 +1,46 @@
+# Two commands on a fresh machine:  `make run` (service + demo fleet)  and  `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+PYTEST_ARGS ?=
+
+.PHONY: run serve test lint tools bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+venv: $(STAMP)
+
+## run: start the service on the embedded SQLite database with the demo fleet
+run: $(STAMP)
+	$(BIN)/kiosk-exporter demo
+
+## serve: start the service alone (kiosk-heartbeat.db in this folder)
+serve: $(STAMP)
+	$(BIN)/kiosk-exporter serve
+
+## tools: Prometheus, promtool, Alertmanager and amtool from Debian when missing
+tools:
+	@scripts/install-tools
+
+## test: the whole suite (needs PostgreSQL and MariaDB on localhost, see README)
+test: $(STAMP) tools
+	$(BIN)/ruff check exporter tests bench
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check exporter tests bench
+	$(BIN)/ruff format --check exporter tests bench
+
+## bench: throughput and scrape benchmarks (prints figures; takes a few minutes)
+bench: $(STAMP)
+	@command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk"; exit 1; }
+	$(BIN)/python bench/heartbeats.py
+	$(BIN)/python bench/scrape.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
