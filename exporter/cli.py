@@ -106,7 +106,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add(token, "list", cmd_token_list, common, "list tokens", [], json_output=True)
     _add(token, "revoke", cmd_token_revoke, common, "revoke a token", [("id", {"type": int})])
+    _add_tablet_commands(commands, common)
     return parser
+
+
+def _add_tablet_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+    """agent, simulate and demo: their options are owned by their own modules."""
+    from . import agent, simulate
+
+    agent_parser = commands.add_parser(
+        "agent", help="send this machine's heartbeats (stdlib only; runs on kiosks)"
+    )
+    agent.add_arguments(agent_parser)
+    agent_parser.set_defaults(handler=cmd_agent)
+    simulate_parser = commands.add_parser(
+        "simulate", parents=[common], help="provision and run a fleet of simulated tablets"
+    )
+    simulate.add_arguments(simulate_parser)
+    simulate_parser.set_defaults(handler=cmd_simulate)
+    demo = commands.add_parser(
+        "demo", parents=[common], help="the service with the four demo kiosks on a temp database"
+    )
+    demo.add_argument("--port", type=int, default=None, help="default 8000; 0 picks a free one")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.set_defaults(handler=cmd_demo)
 
 
 def _add(
@@ -211,6 +234,27 @@ def _stop_on_sigterm() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+
+
+# -- tablets: agent, simulator, demo --------------------------------------------------------------
+
+
+def cmd_agent(args: argparse.Namespace, settings: Settings) -> int:
+    from . import agent
+
+    return agent.main_from_args(args)
+
+
+def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from . import simulate
+
+    return simulate.main_from_args(args, settings)
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from . import demo
+
+    return demo.run(settings, lambda demo_settings: cmd_serve(args, demo_settings), host=args.host)
 
 
 # -- kiosks -------------------------------------------------------------------------------------
