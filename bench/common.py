@@ -1,0 +1,169 @@
+"""Shared benchmark plumbing: provision a fleet, run servers as real processes, drive wrk."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from exporter.clock import utc_now  # noqa: E402
+from exporter.keys import hash_secret  # noqa: E402
+from exporter.records import HeartbeatWrite  # noqa: E402
+from exporter.store import open_store  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def provision(workdir: Path, kiosks: int, *, heartbeats: bool = False) -> tuple[str, Path]:
+    """Create `kiosks` kiosks through the store (one transaction); write their keys to a file."""
+    database = f"sqlite:///{workdir / 'bench.db'}"
+    store = open_store(database)
+    created = store.import_kiosks([(f"kiosk-{n:06d}", f"Building {n % 40}") for n in range(kiosks)])
+    if heartbeats:
+        now = utc_now()
+        writes = [
+            HeartbeatWrite(
+                k.id, hash_secret(key), now, "1.0.0", "Android/11 - Samsung Galaxy Tab A8"
+            )
+            for k, key in created
+        ]
+        store.record_heartbeats(writes, min_interval_seconds=0)
+    store.close()
+    keys_file = workdir / "keys.txt"
+    keys_file.write_text("".join(key + "\n" for _, key in created))
+    return database, keys_file
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def rss_mb(self) -> tuple[float, float]:
+        """(current RSS, peak RSS) in MiB, from /proc."""
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        values = {
+            k: int(v.split()[0]) for k, v in re.findall(r"^(VmRSS|VmHWM):\s+(.+)$", status, re.M)
+        }
+        return values["VmRSS"] / 1024, values["VmHWM"] / 1024
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+
+def start_exporter(
+    database: str, workdir: Path, threads: int, env: dict[str, str] | None = None
+) -> Server:
+    port = free_port()
+    log = (workdir / "server.log").open("ab")
+    variables = {
+        **os.environ,
+        "KIOSK_EXPORTER_MIN_HEARTBEAT_INTERVAL_SECONDS": "0",
+        "KIOSK_EXPORTER_THREADS": str(threads),
+        **(env or {}),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "exporter.cli",
+        "--database",
+        database,
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    process = subprocess.Popen(command, stdout=log, stderr=log, env=variables, cwd=ROOT)
+    return _ready(Server(process, port))
+
+
+def start_hello(threads: int) -> Server:
+    port = free_port()
+    command = [
+        sys.executable,
+        str(ROOT / "bench" / "hello_app.py"),
+        "--port",
+        str(port),
+        "--threads",
+        str(threads),
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT
+    )
+    return _ready(Server(process, port))
+
+
+def _ready(server: Server, timeout: float = 30) -> Server:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", server.port), timeout=1):
+                return server
+        except OSError:
+            if server.process.poll() is not None:
+                raise RuntimeError("server exited during start-up") from None
+            time.sleep(0.05)
+    raise RuntimeError("server did not start")
+
+
+def wrk(
+    url: str, keys_file: Path, *, seconds: int, connections: int, rate: int | None = None
+) -> dict[str, float]:
+    """Run wrk with the heartbeat script; returns its WRK_RESULT figures plus requests/s."""
+    threads = 2
+    env = {
+        **os.environ,
+        "KEYS_FILE": str(keys_file),
+        "WRK_THREADS": str(threads),
+        "CONNECTIONS": str(connections),
+        "RATE": str(rate or 0),
+    }
+    command = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(ROOT / "bench" / "heartbeat.lua"),
+        url,
+    ]
+    output = subprocess.run(command, capture_output=True, text=True, env=env, check=True).stdout
+    result = json.loads(output.split("WRK_RESULT ", 1)[1].splitlines()[0])
+    result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    result["errors"] = sum(
+        result[k]
+        for k in ("connect_errors", "read_errors", "write_errors", "status_errors", "timeouts")
+    )
+    return result
+
+
+def counter(url: str, name: str) -> float:
+    """A counter from the service's own /metrics (text format)."""
+    import urllib.request
+
+    with urllib.request.urlopen(url + "/metrics", timeout=60) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    raise KeyError(name)

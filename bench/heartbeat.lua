@@ -1,0 +1,44 @@
+-- wrk script: each request is a heartbeat from the next kiosk in KEYS_FILE.
+-- RATE (requests/s over all connections) paces the load with delay(); unset = saturate.
+local keys, position, pause_ms = {}, 0, 0
+local body = '{"app_version":"1.0.0","device_info":"Android/11 - Samsung Galaxy Tab A8"}'
+local threads = {}
+
+function setup(thread)
+  thread:set("id", #threads)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  for line in io.lines(os.getenv("KEYS_FILE")) do
+    keys[#keys + 1] = line
+  end
+  local nthreads = tonumber(os.getenv("WRK_THREADS") or "1")
+  position = math.floor(id * #keys / nthreads)
+  local rate = tonumber(os.getenv("RATE") or "0")
+  local connections = tonumber(os.getenv("CONNECTIONS") or "1")
+  if rate > 0 then
+    pause_ms = connections * 1000 / rate
+  end
+end
+
+function delay()
+  return pause_ms
+end
+
+function request()
+  position = position % #keys + 1
+  return wrk.format("POST", "/kiosk/heartbeat", {
+    ["X-Kiosk-API-Key"] = keys[position],
+    ["Content-Type"] = "application/json",
+  }, body)
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRK_RESULT {"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, "max_us": %d, ' ..
+    '"connect_errors": %d, "read_errors": %d, "write_errors": %d, "status_errors": %d, "timeouts": %d}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99), latency.max,
+    e.connect, e.read, e.write, e.status, e.timeout))
+end

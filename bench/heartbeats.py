@@ -1,0 +1,115 @@
+"""Heartbeat throughput and latency of the real server vs a hello-world Falcon app, one run.
+
+    .venv/bin/python bench/heartbeats.py [--kiosks 10000 100000] [--seconds 15]
+
+Every 200 is a committed heartbeat: the script checks the service's own counter of
+committed heartbeats against wrk's count of 2xx answers after each run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from common import counter, provision, start_exporter, start_hello, wrk
+
+TARGET_RATE = 1667  # 100,000 kiosks at one heartbeat a minute
+
+
+def run_exporter(kiosks: int, args: argparse.Namespace) -> list[tuple[str, dict]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        started = time.monotonic()
+        database, keys_file = provision(workdir, kiosks)
+        print(f"  provisioned {kiosks} kiosks in {time.monotonic() - started:.1f} s", flush=True)
+        server = start_exporter(database, workdir, args.threads)
+        rows = []
+        try:
+            wrk(server.url, keys_file, seconds=3, connections=args.connections)  # warm-up
+            for label, rate in ((f"fixed {TARGET_RATE}/s", TARGET_RATE), ("saturated", None)):
+                before = counter(server.url, "kiosk_exporter_heartbeats_total")
+                result = wrk(
+                    server.url,
+                    keys_file,
+                    seconds=args.seconds,
+                    connections=args.connections,
+                    rate=rate,
+                )
+                committed = counter(server.url, "kiosk_exporter_heartbeats_total") - before
+                result["committed"] = committed
+                result["rss_mb"], result["peak_rss_mb"] = server.rss_mb()
+                rows.append((f"exporter {kiosks:>6} kiosks, {label}", result))
+        finally:
+            server.stop()
+        return rows
+
+
+def run_peer(keys_file_kiosks: int, args: argparse.Namespace) -> list[tuple[str, dict]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        keys_file = Path(tmp) / "keys.txt"
+        keys_file.write_text("".join(f"kk_{n}\n" for n in range(keys_file_kiosks)))
+        server = start_hello(args.threads)
+        rows = []
+        try:
+            wrk(server.url, keys_file, seconds=3, connections=args.connections)
+            for label, rate in ((f"fixed {TARGET_RATE}/s", TARGET_RATE), ("saturated", None)):
+                result = wrk(
+                    server.url,
+                    keys_file,
+                    seconds=args.seconds,
+                    connections=args.connections,
+                    rate=rate,
+                )
+                result["rss_mb"], result["peak_rss_mb"] = server.rss_mb()
+                rows.append((f"hello-world falcon, {label}", result))
+        finally:
+            server.stop()
+        return rows
+
+
+def report(rows: list[tuple[str, dict]]) -> None:
+    print(
+        f"\n{'run':<42} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'2xx=commit':>10} {'RSS MiB':>8}"
+    )
+    for label, r in rows:
+        committed = r.get("committed")
+        answered = r["requests"] - r["errors"]
+        check = (
+            "-"
+            if committed is None
+            else ("yes" if committed >= answered else f"NO {committed:.0f}/{answered}")
+        )
+        print(
+            f"{label:<42} {r['rps']:>8.0f} {r['p50_us'] / 1000:>8.1f} {r['p99_us'] / 1000:>8.1f} "
+            f"{r['errors']:>7} {check:>10} {r['rss_mb']:>8.0f}"
+        )
+    peer = next(
+        (r["rps"] for label, r in rows if label.startswith("hello") and "saturated" in label), None
+    )
+    for label, r in rows:
+        if peer and label.startswith("exporter") and "saturated" in label:
+            print(f"{label}: {r['rps'] / peer:.2f} x the hello-world ceiling ({peer:.0f} req/s)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--kiosks", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=8, help="waitress threads for both servers")
+    args = parser.parse_args()
+    rows = []
+    for kiosks in args.kiosks:
+        print(f"exporter with {kiosks} kiosks", flush=True)
+        rows += run_exporter(kiosks, args)
+    print("peer: hello-world falcon on the same waitress settings", flush=True)
+    rows += run_peer(max(args.kiosks), args)
+    report(rows)
+
+
+if __name__ == "__main__":
+    main()
