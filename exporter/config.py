@@ -39,7 +39,7 @@ class Settings:
     database: str = "sqlite:///kiosk-heartbeat.db"
     host: str = "0.0.0.0"
     port: int = 8000
-    threads: int = 8
+    threads: int = 16
     online_threshold_seconds: float = 300.0
     heartbeat_interval_seconds: int = 60
     min_heartbeat_interval_seconds: float = 10.0

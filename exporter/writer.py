@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import logging
 import queue
 import threading
@@ -54,6 +55,7 @@ class HeartbeatWriter:
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="heartbeat-writer", daemon=True)
         self._stopping = threading.Event()
+        self._deferred: collections.deque[_Pending] = collections.deque()
 
     def start(self) -> None:
         self._thread.start()
@@ -83,32 +85,41 @@ class HeartbeatWriter:
     def _run(self) -> None:
         try:
             stop = False
-            while not stop:
-                batch, stop = self._next_batch()
+            while not stop or self._deferred:
+                batch, stopping = self._next_batch(block=not stop)
+                stop = stop or stopping
                 if batch:
                     self._commit(batch)
             # Anything that slipped in after the stop signal is refused, not left hanging.
-            late, _ = self._drain([])
-            self._fail(late, StorageUnavailable("the service is shutting down"))
+            late, _ = self._next_batch(block=False)
+            self._fail(late + list(self._deferred), StorageUnavailable("shutting down"))
         finally:
             self._sink.close()
 
-    def _next_batch(self) -> tuple[list[_Pending], bool]:
-        first = self._queue.get()
-        if first is None:
-            return self._drain([])[0], True
-        return self._drain([first])
-
-    def _drain(self, batch: list[_Pending]) -> tuple[list[_Pending], bool]:
+    def _next_batch(self, *, block: bool) -> tuple[list[_Pending], bool]:
+        """What is queued now, at most one write per kiosk: a second heartbeat from the
+        same kiosk waits for the next batch, where the rate limit judges it."""
         stop = False
-        while len(batch) < self._max_batch:
+        pending = list(self._deferred)
+        self._deferred.clear()
+        if not pending and block:
+            first = self._queue.get()
+            stop = first is None
+            pending.extend([] if first is None else [first])
+        while len(pending) < 2 * self._max_batch:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if item is None:
-                stop = True
+            stop = stop or item is None
+            pending.extend([] if item is None else [item])
+        batch: list[_Pending] = []
+        kiosks: set[int] = set()
+        for item in pending:
+            if item.write.kiosk_id in kiosks or len(batch) >= self._max_batch:
+                self._deferred.append(item)
             else:
+                kiosks.add(item.write.kiosk_id)
                 batch.append(item)
         return batch, stop
 
