@@ -71,7 +71,8 @@ def run_peer(keys_file_kiosks: int, args: argparse.Namespace) -> list[tuple[str,
 
 def report(rows: list[tuple[str, dict]]) -> None:
     print(
-        f"\n{'run':<42} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'2xx=commit':>10} {'RSS MiB':>8}"
+        f"\n{'run':<42} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} "
+        f"{'2xx=commit':>10} {'RSS MiB':>8}"
     )
     for label, r in rows:
         committed = r.get("committed")
