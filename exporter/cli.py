@@ -118,7 +118,6 @@ def _add_tablet_commands(commands: Any, common: argparse.ArgumentParser) -> None
         "agent", help="send this machine's heartbeats (stdlib only; runs on kiosks)"
     )
     agent.add_arguments(agent_parser)
-    agent_parser.set_defaults(handler=cmd_agent)
     simulate_parser = commands.add_parser(
         "simulate", parents=[common], help="provision and run a fleet of simulated tablets"
     )
@@ -153,6 +152,11 @@ def _add(
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     environ = os.environ if environ is None else environ
+    if args.command == "agent":
+        # The agent runs on tablets: the server's configuration is none of its business.
+        from . import agent
+
+        return agent.main_from_args(args, environ)
     try:
         settings = load_settings(
             getattr(args, "config", None),
@@ -237,12 +241,6 @@ def _stop_on_sigterm() -> None:
 
 
 # -- tablets: agent, simulator, demo --------------------------------------------------------------
-
-
-def cmd_agent(args: argparse.Namespace, settings: Settings) -> int:
-    from . import agent
-
-    return agent.main_from_args(args)
 
 
 def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
