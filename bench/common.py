@@ -79,6 +79,7 @@ def start_exporter(
         **os.environ,
         "KIOSK_EXPORTER_MIN_HEARTBEAT_INTERVAL_SECONDS": "0",
         "KIOSK_EXPORTER_THREADS": str(threads),
+        "KIOSK_EXPORTER_CONNECTION_LIMIT": "2000",
         **(env or {}),
     }
     command = [
@@ -126,8 +127,28 @@ def _ready(server: Server, timeout: float = 30) -> Server:
     raise RuntimeError("server did not start")
 
 
+def paced_wrk(url: str, keys_file: Path, *, seconds: int, connections: int, rate: int) -> dict:
+    """wrk at about `rate` requests/s: a short calibration run measures the latency that
+    the pacing delay must leave room for."""
+    probe = wrk(url, keys_file, seconds=3, connections=connections, rate=rate)
+    return wrk(
+        url,
+        keys_file,
+        seconds=seconds,
+        connections=connections,
+        rate=rate,
+        latency_ms=probe["p50_us"] / 1000,
+    )
+
+
 def wrk(
-    url: str, keys_file: Path, *, seconds: int, connections: int, rate: int | None = None
+    url: str,
+    keys_file: Path,
+    *,
+    seconds: int,
+    connections: int,
+    rate: int | None = None,
+    latency_ms: float = 0.0,
 ) -> dict[str, float]:
     """Run wrk with the heartbeat script; returns its WRK_RESULT figures plus requests/s."""
     threads = 2
@@ -137,6 +158,7 @@ def wrk(
         "WRK_THREADS": str(threads),
         "CONNECTIONS": str(connections),
         "RATE": str(rate or 0),
+        "LATENCY_MS": str(latency_ms),
     }
     command = [
         "wrk",

@@ -1,5 +1,6 @@
 -- wrk script: each request is a heartbeat from the next kiosk in KEYS_FILE.
 -- RATE (requests/s over all connections) paces the load with delay(); unset = saturate.
+-- wrk has no open-loop pacing: see LATENCY_MS below, and read the rate it reports.
 local keys, position, pause_ms = {}, 0, 0
 local body = '{"app_version":"1.0.0","device_info":"Android/11 - Samsung Galaxy Tab A8"}'
 local threads = {}
@@ -17,8 +18,11 @@ function init(args)
   position = math.floor(id * #keys / nthreads)
   local rate = tonumber(os.getenv("RATE") or "0")
   local connections = tonumber(os.getenv("CONNECTIONS") or "1")
+  -- wrk waits delay() after each answer, so subtract the latency measured by a
+  -- calibration run (LATENCY_MS) to keep the offered rate at RATE.
+  local latency_ms = tonumber(os.getenv("LATENCY_MS") or "0")
   if rate > 0 then
-    pause_ms = connections * 1000 / rate
+    pause_ms = math.max(0, connections * 1000 / rate - latency_ms)
   end
 end
 

@@ -13,9 +13,20 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import counter, provision, start_exporter, start_hello, wrk
+from common import counter, paced_wrk, provision, start_exporter, start_hello, wrk
 
 TARGET_RATE = 1667  # 100,000 kiosks at one heartbeat a minute
+# wrk paces each connection with delay() between answer and next request, so the rate it
+# reaches is connections / (delay + latency): many slow connections keep it near the target.
+PACED_CONNECTIONS = 64
+
+
+def load(url: str, keys_file: Path, rate: int | None, args: argparse.Namespace) -> dict:
+    if rate:
+        return paced_wrk(
+            url, keys_file, seconds=args.seconds, connections=PACED_CONNECTIONS, rate=rate
+        )
+    return wrk(url, keys_file, seconds=args.seconds, connections=args.connections)
 
 
 def run_exporter(kiosks: int, args: argparse.Namespace) -> list[tuple[str, dict]]:
@@ -30,13 +41,7 @@ def run_exporter(kiosks: int, args: argparse.Namespace) -> list[tuple[str, dict]
             wrk(server.url, keys_file, seconds=3, connections=args.connections)  # warm-up
             for label, rate in ((f"fixed {TARGET_RATE}/s", TARGET_RATE), ("saturated", None)):
                 before = counter(server.url, "kiosk_exporter_heartbeats_total")
-                result = wrk(
-                    server.url,
-                    keys_file,
-                    seconds=args.seconds,
-                    connections=args.connections,
-                    rate=rate,
-                )
+                result = load(server.url, keys_file, rate, args)
                 committed = counter(server.url, "kiosk_exporter_heartbeats_total") - before
                 result["committed"] = committed
                 result["rss_mb"], result["peak_rss_mb"] = server.rss_mb()
@@ -55,13 +60,7 @@ def run_peer(keys_file_kiosks: int, args: argparse.Namespace) -> list[tuple[str,
         try:
             wrk(server.url, keys_file, seconds=3, connections=args.connections)
             for label, rate in ((f"fixed {TARGET_RATE}/s", TARGET_RATE), ("saturated", None)):
-                result = wrk(
-                    server.url,
-                    keys_file,
-                    seconds=args.seconds,
-                    connections=args.connections,
-                    rate=rate,
-                )
+                result = load(server.url, keys_file, rate, args)
                 result["rss_mb"], result["peak_rss_mb"] = server.rss_mb()
                 rows.append((f"hello-world falcon, {label}", result))
         finally:

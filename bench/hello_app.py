@@ -7,6 +7,8 @@ import argparse
 import falcon
 from waitress import serve
 
+from exporter.cli import WAITRESS_SEND_BYTES
+
 
 class Hello:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -25,7 +27,15 @@ def main() -> None:
     args = parser.parse_args()
     app = falcon.App()
     app.add_route("/kiosk/heartbeat", Hello())
-    serve(app, host="127.0.0.1", port=args.port, threads=args.threads, ident="hello")
+    serve(
+        app,
+        host="127.0.0.1",
+        port=args.port,
+        threads=args.threads,
+        ident="hello",
+        send_bytes=WAITRESS_SEND_BYTES,  # the same waitress settings as the exporter
+        connection_limit=2000,
+    )
 
 
 if __name__ == "__main__":

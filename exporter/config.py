@@ -40,6 +40,7 @@ class Settings:
     host: str = "0.0.0.0"
     port: int = 8000
     threads: int = 16
+    connection_limit: int = 1000
     online_threshold_seconds: float = 300.0
     heartbeat_interval_seconds: int = 60
     min_heartbeat_interval_seconds: float = 10.0
@@ -173,6 +174,7 @@ def _from_environ(environ: Mapping[str, str], problems: list[str]) -> dict[str, 
 _MINIMUMS: dict[str, float] = {
     "port": 0,
     "threads": 1,
+    "connection_limit": 1,
     "online_threshold_seconds": 1,
     "heartbeat_interval_seconds": 1,
     "min_heartbeat_interval_seconds": 0,

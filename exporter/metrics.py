@@ -62,6 +62,7 @@ class ServiceMetrics:
             buckets=DURATION_BUCKETS,
             registry=registry,
         )
+        self._durations: dict[tuple[str, str, str], Histogram] = {}
         build_info = Gauge(
             "kiosk_exporter_build_info",
             "Version of the running exporter; always 1.",
@@ -83,4 +84,10 @@ class ServiceMetrics:
 
     def request_finished(self, route: str, method: str, status: str, seconds: float) -> None:
         method = method if method in KNOWN_METHODS else "other"
-        self.request_duration.labels(route, method, status).observe(seconds)
+        key = (route, method, status)
+        child = self._durations.get(key)
+        if child is None:
+            # labels() takes a lock and builds a key on every call; routes x methods x
+            # statuses is a small set, so keep the children at hand.
+            child = self._durations[key] = self.request_duration.labels(*key)
+        child.observe(seconds)
