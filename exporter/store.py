@@ -11,7 +11,7 @@ from typing import Any, ParamSpec, TypeVar
 from pony.orm import TransactionError, TransactionIntegrityError, db_session, select
 from pony.orm.dbapiprovider import DBException, IntegrityError
 
-from . import keys
+from . import keys, schema
 from .clock import utc_now
 from .config import DatabaseUrl, parse_database_url
 from .errors import DuplicateName, KioskNotFound, StorageUnavailable, TokenNotFound
@@ -36,8 +36,8 @@ _KIOSK_COLUMNS = (
 def _batch_update_sql(size: int) -> str:
     """One UPDATE for a whole batch of heartbeats (distinct kiosks), in portable SQL.
 
-    One statement instead of one per heartbeat keeps the writer's time in the database
-    short. The key hash and activity are checked again inside the statement itself.
+    Each row's own conditions (key hash, activity, rate limit) sit in the WHERE clause, so
+    the statement itself refuses what it must: nothing cached outside can grant a write.
     """
     rows = range(size)
     when = " ".join
@@ -49,7 +49,11 @@ def _batch_update_sql(size: int) -> str:
         "device_info = CASE id "
         f"{when(f'WHEN $i{n} THEN coalesce($d{n}, device_info)' for n in rows)} END "
         "WHERE is_active = $active AND ("
-        + " OR ".join(f"(id = $i{n} AND api_key_hash = $h{n})" for n in rows)
+        + " OR ".join(
+            f"(id = $i{n} AND api_key_hash = $h{n} "
+            f"AND (last_heartbeat_at IS NULL OR last_heartbeat_at <= $n{n}))"
+            for n in rows
+        )
         + ")"
     )
 
@@ -254,30 +258,39 @@ class Store:
     ) -> list[HeartbeatResult]:
         """Record a batch of heartbeats from distinct kiosks in ONE transaction.
 
-        One commit (and fsync) serves every request in the batch. The kiosks' rows are
-        read under the write lock (BEGIN IMMEDIATE on SQLite, FOR UPDATE elsewhere), so
-        what is judged here is what the UPDATE then changes, even across replicas.
+        One commit (and fsync) serves every request in the batch. Usually every write is
+        valid and one UPDATE settles them all; when the UPDATE changed fewer rows than it
+        was given, it is rolled back and each write is judged from its row, read under
+        the write lock (BEGIN IMMEDIATE on SQLite, FOR UPDATE elsewhere).
         """
         if len({w.kiosk_id for w in writes}) != len(writes):
             raise ValueError("a heartbeat batch must hold at most one write per kiosk")
         interval = timedelta(seconds=min_interval_seconds)
         with db_session:
-            ids = {f"i{n}": w.kiosk_id for n, w in enumerate(writes)}
-            found = {
-                row[0]: row
-                for row in self._db.execute(
-                    "SELECT id, api_key_hash, is_active, last_heartbeat_at FROM kiosks "
-                    f"WHERE id IN ({', '.join('$' + name for name in ids)}){self._lock_rows}",
-                    ids,
-                ).fetchall()
-            }
-            results = [self._judge_write(w, found.get(w.kiosk_id), interval) for w in writes]
+            if self._apply(writes, interval) == len(writes):
+                return [HeartbeatResult(Outcome.ACCEPTED)] * len(writes)
+            self._db.rollback()
+            results = self._judge_writes(writes, interval)
             accepted = [
                 w for w, r in zip(writes, results, strict=True) if r.outcome is Outcome.ACCEPTED
             ]
-            if accepted:
-                self._apply(accepted)
+            if accepted and self._apply(accepted, interval) != len(accepted):
+                # The rows are locked: only a driver or schema surprise gets here. Refuse
+                # the batch (rolled back) rather than answer 200 for a write not made.
+                raise StorageUnavailable("heartbeat batch did not update the rows it judged")
         return results
+
+    def _judge_writes(
+        self, writes: Sequence[HeartbeatWrite], interval: timedelta
+    ) -> list[HeartbeatResult]:
+        ids = {f"i{n}": w.kiosk_id for n, w in enumerate(writes)}
+        rows = self._db.execute(
+            "SELECT id, api_key_hash, is_active, last_heartbeat_at FROM kiosks "
+            f"WHERE id IN ({', '.join('$' + name for name in ids)}){self._lock_rows}",
+            ids,
+        ).fetchall()
+        found = {row[0]: row for row in rows}
+        return [self._judge_write(w, found.get(w.kiosk_id), interval) for w in writes]
 
     def _judge_write(
         self, write: HeartbeatWrite, row: Sequence[Any] | None, interval: timedelta
@@ -291,7 +304,8 @@ class Store:
             return HeartbeatResult(Outcome.RATE_LIMITED, previous_at=previous)
         return HeartbeatResult(Outcome.ACCEPTED)
 
-    def _apply(self, writes: Sequence[HeartbeatWrite]) -> None:
+    def _apply(self, writes: Sequence[HeartbeatWrite], interval: timedelta) -> int:
+        """Run the batch UPDATE; returns how many rows it changed."""
         params: dict[str, Any] = {"active": True}
         for n, write in enumerate(writes):
             params[f"i{n}"] = write.kiosk_id
@@ -299,11 +313,8 @@ class Store:
             params[f"v{n}"] = write.app_version
             params[f"d{n}"] = write.device_info
             params[f"h{n}"] = write.key_hash
-        changed = self._db.execute(_batch_update_sql(len(writes)), params).rowcount
-        if changed != len(writes):
-            # The rows are locked, so this means a driver or schema surprise: refuse the
-            # whole batch (rolled back) rather than answer 200 for a write not made.
-            raise StorageUnavailable(f"heartbeat batch updated {changed} of {len(writes)} rows")
+            params[f"n{n}"] = self._to_db(write.received_at - interval)
+        return int(self._db.execute(_batch_update_sql(len(writes)), params).rowcount)
 
     @_storage_errors
     @db_session
@@ -364,7 +375,17 @@ class Store:
         return self._token_from_entity(token)
 
 
-def open_store(database: str | DatabaseUrl, *, timeout_seconds: float = 5.0) -> Store:
-    """Bind a new Database for this caller: Pony's bind() works once per Database object."""
+def open_store(
+    database: str | DatabaseUrl, *, timeout_seconds: float = 5.0, upgrade: bool = False
+) -> Store:
+    """Bind a new Database for this caller: Pony's bind() works once per Database object.
+
+    The schema must be current first (schema.require_current: a new SQLite file is
+    migrated, anything else behind is refused unless `upgrade`).
+    """
     url = parse_database_url(database) if isinstance(database, str) else database
-    return Store(open_database(url, timeout_seconds=timeout_seconds), url)
+    schema.require_current(url, timeout_seconds=timeout_seconds, upgrade_pending=upgrade)
+    try:
+        return Store(open_database(url, timeout_seconds=timeout_seconds), url)
+    except DBException as exc:
+        raise StorageUnavailable(f"database {url.describe()} unavailable: {exc}") from exc
