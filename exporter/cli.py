@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from . import schema
 from .clock import format_utc
 from .config import Settings, load_settings
 from .errors import ConfigError, ExporterError, ImportRejected, InvalidInput
@@ -39,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
     serve.add_argument("--threads", type=int, default=None)
+    serve.add_argument(
+        "--upgrade", action="store_true", help="apply pending schema migrations first"
+    )
     serve.set_defaults(handler=cmd_serve)
 
     kiosk = commands.add_parser("kiosk", help="manage kiosks").add_subparsers(
@@ -107,8 +111,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add(token, "list", cmd_token_list, common, "list tokens", [], json_output=True)
     _add(token, "revoke", cmd_token_revoke, common, "revoke a token", [("id", {"type": int})])
+    _add_db_commands(commands, common)
     _add_tablet_commands(commands, common)
     return parser
+
+
+def _add_db_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+    db = commands.add_parser("db", help="database schema migrations").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    for action, handler, text, json_output in (
+        ("upgrade", cmd_db_upgrade, "apply pending migrations (safe to repeat)", False),
+        ("status", cmd_db_status, "list applied and pending migrations", True),
+        ("break-lock", cmd_db_break_lock, "remove the lock of an upgrade that was killed", False),
+    ):
+        _add(db, action, handler, common, text, [], json_output=json_output)
 
 
 def _add_tablet_commands(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -208,6 +225,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     # waitress warns once per queued request while saturated: a flood that costs ~5 % of the
     # CPU exactly when it is scarce. kiosk_exporter_request_duration_seconds shows queueing.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    if getattr(args, "upgrade", False):
+        cmd_db_upgrade(args, settings)
     application = app_from_settings(settings)
     server = create_server(
         application.wsgi,
@@ -247,6 +266,48 @@ def _stop_on_sigterm() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+
+
+# -- database schema ------------------------------------------------------------------------------
+
+
+def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    """stdout lists the migrations applied now: nothing when the schema was current."""
+    url = settings.database_url
+    for migration_id in schema.upgrade(url, timeout_seconds=settings.database_timeout_seconds):
+        print(migration_id)
+    state = schema.status(url, timeout_seconds=settings.database_timeout_seconds)
+    print(f"{url.describe()}: schema at {state.applied[-1]}, up to date", file=sys.stderr)
+    return 0
+
+
+def cmd_db_status(args: argparse.Namespace, settings: Settings) -> int:
+    url = settings.database_url
+    state = schema.status(url, timeout_seconds=settings.database_timeout_seconds)
+    if args.json:
+        _print_json(
+            {
+                "database": url.describe(),
+                "current": state.current,
+                "applied": list(state.applied),
+                "pending": list(state.pending),
+                "unknown": state.unknown,
+            }
+        )
+        return 0
+    rows = [[m, "applied"] for m in state.applied] + [[m, "pending"] for m in state.pending]
+    _print_table(["migration", "state"], rows)
+    if state.unknown:
+        print(f"{state.unknown} migration(s) applied by a newer release", file=sys.stderr)
+    if state.pending:
+        print(f"run `{schema.UPGRADE_COMMAND}` to apply the pending ones", file=sys.stderr)
+    return 0
+
+
+def cmd_db_break_lock(args: argparse.Namespace, settings: Settings) -> int:
+    schema.break_lock(settings.database_url, timeout_seconds=settings.database_timeout_seconds)
+    print("migration lock removed", file=sys.stderr)
+    return 0
 
 
 # -- tablets: agent, simulator, demo --------------------------------------------------------------

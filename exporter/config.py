@@ -30,7 +30,7 @@ class DatabaseUrl:
             return f"sqlite:{self.params['filename']}"
         host = self.params.get("host", "localhost")
         port = self.params.get("port", "")
-        name = self.params.get("database") or self.params.get("db")
+        name = self.params["database"]
         return f"{self.provider}://{host}{':' if port else ''}{port}/{name}"
 
 
@@ -87,7 +87,8 @@ def parse_database_url(url: str) -> DatabaseUrl:
     if scheme.startswith("postgres"):
         params = {**common, "database": name, "user": user or None, "password": password or None}
         return DatabaseUrl("postgres", {k: v for k, v in params.items() if v is not None})
-    params = {**common, "db": name, "user": user or "root", "passwd": password}
+    # PyMySQL's current names: `db` and `passwd` are deprecated aliases.
+    params = {**common, "database": name, "user": user or "root", "password": password}
     return DatabaseUrl("mysql", params)
 
 

@@ -93,3 +93,18 @@ class ImportRejected(ExporterError):
         self.row = row
         self.reason = reason
         super().__init__(f"row {row}: {reason}")
+
+
+class SchemaBehind(ExporterError):
+    """The database lacks migrations this release needs: start only after an upgrade."""
+
+    def __init__(self, database: str, pending: list[str], command: str) -> None:
+        self.pending = pending
+        super().__init__(
+            f"the schema of {database} is behind this release: {len(pending)} migration(s) "
+            f"pending ({', '.join(pending)}); run `{command}`"
+        )
+
+
+class MigrationFailed(ExporterError):
+    """A migration the database refused; the schema stays at the last applied version."""

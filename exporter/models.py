@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
+import math
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
+from types import ModuleType
 from typing import Any
 
 from pony.orm import Database, Optional, PrimaryKey, Required
@@ -53,7 +56,9 @@ def define_entities(db: Database) -> tuple[Any, Any]:
 
 
 def open_database(url: DatabaseUrl, *, timeout_seconds: float) -> Schema:
-    """Bind a fresh Database; SQLite gets WAL so readers never wait for the heartbeat writer."""
+    """Bind a fresh Database to a migrated schema; SQLite gets WAL so readers never wait
+    for the heartbeat writer. The tables come from exporter/migrations (see schema.py),
+    never from Pony's create_tables: Pony only checks that they are there."""
     db = Database()
     kiosk, token = define_entities(db)
     if url.provider == "sqlite":
@@ -61,17 +66,24 @@ def open_database(url: DatabaseUrl, *, timeout_seconds: float) -> Schema:
         _enable_wal(filename, timeout_seconds)
         db.bind(provider="sqlite", filename=filename, create_db=True, timeout=timeout_seconds)
     else:
-        module, extra = _DRIVERS[url.provider]
-        try:
-            __import__(module)
-        except ImportError:
-            raise RuntimeError(
-                f"the {url.provider} driver is not installed: "
-                f"pip install 'kiosk-heartbeat-exporter[{extra}]'"
-            ) from None
-        db.bind(provider=url.provider, **_server_params(url, timeout_seconds))
-    db.generate_mapping(create_tables=True)
+        require_driver(url)
+        db.bind(provider=url.provider, **server_params(url, timeout_seconds))
+    db.generate_mapping(create_tables=False, check_tables=True)
     return Schema(db=db, Kiosk=kiosk, Token=token)
+
+
+def require_driver(url: DatabaseUrl) -> ModuleType | None:
+    """The DB-API module for a server URL, or a message naming the extra to install."""
+    if url.provider not in _DRIVERS:
+        return None
+    module, extra = _DRIVERS[url.provider]
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise RuntimeError(
+            f"the {url.provider} driver is not installed: "
+            f"pip install 'kiosk-heartbeat-exporter[{extra}]'"
+        ) from None
 
 
 def _enable_wal(filename: str, timeout_seconds: float) -> None:
@@ -83,7 +95,28 @@ def _enable_wal(filename: str, timeout_seconds: float) -> None:
         connection.close()
 
 
-def _server_params(url: DatabaseUrl, timeout_seconds: float) -> dict[str, Any]:
+def server_params(url: DatabaseUrl, timeout_seconds: float) -> dict[str, Any]:
+    """Driver arguments bounding every wait by `database_timeout_seconds`.
+
+    A server that is down, unreachable or holding a lock then costs a request a few
+    seconds and a 503, never a thread stuck for the kernel's 15-minute TCP timeout.
+    """
     params = dict(url.params)
-    params["connect_timeout"] = max(1, round(timeout_seconds))
+    seconds = max(1, math.ceil(timeout_seconds))
+    milliseconds = max(1, round(timeout_seconds * 1000))
+    if url.provider == "postgres":
+        # statement_timeout also bounds lock waits; as a start-up option it survives the
+        # DISCARD ALL Pony sends when a connection goes back to its pool.
+        params["options"] = f"-c statement_timeout={milliseconds}"
+        # libpq counts connect_timeout in whole seconds, and treats 1 as 2.
+        params["connect_timeout"] = max(2, seconds)
+        # Unacknowledged data (a server gone mid-query) fails after this, not 15 minutes.
+        params["tcp_user_timeout"] = milliseconds + 1000
+        return params
+    # MySQL/MariaDB: utf8mb4, not Pony's default utf8 (3 bytes, no emoji in kiosk names).
+    params["charset"] = "utf8mb4"
+    params["connect_timeout"] = timeout_seconds
+    params["init_command"] = f"SET SESSION innodb_lock_wait_timeout = {seconds}"
+    # Client-side socket timeouts: the server's own lock timeout answers first.
+    params["read_timeout"] = params["write_timeout"] = timeout_seconds + 2
     return params

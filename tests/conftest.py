@@ -1,7 +1,13 @@
-"""Fixtures build real objects: a SQLite file per test, a movable clock, the real app."""
+"""Fixtures build real objects: a fresh database per test, a movable clock, the real app.
+
+`database_url` runs each test that uses it (directly or through `store`, `client`...) on
+SQLite, PostgreSQL and MariaDB. Without a server, its tests skip saying why; with
+CI=true they fail, so CI cannot pass by skipping them.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
@@ -12,9 +18,11 @@ import pytest
 from falcon import testing
 from prometheus_client import CollectorRegistry
 
+from exporter import schema
 from exporter.app import Application, create_app
-from exporter.config import Settings
+from exporter.config import Settings, parse_database_url
 from exporter.store import Store, open_store
+from tests.support import databases
 from tests.support.service import RunningService
 
 T0 = datetime(2026, 11, 26, 10, 0, 0, tzinfo=timezone.utc)
@@ -39,9 +47,42 @@ def clock() -> MovableClock:
     return MovableClock()
 
 
+BACKENDS = ("sqlite", *databases.SERVER_BACKENDS)
+
+
+def require_server(backend: str) -> None:
+    """Skip when the backend's server is unreachable, or fail the test under CI=true."""
+    reason = databases.unavailable_reason(backend)
+    if reason is None:
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason} (CI=true: the database servers are required)", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'kiosks.db'}"
+def empty_database_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """A database without a single table: a new SQLite file, or a new server database."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'kiosks.db'}"
+        return
+    require_server(backend)
+    with databases.fresh(backend) as url:
+        yield url
+
+
+@pytest.fixture
+def database_url(backend: str, empty_database_url: str) -> str:
+    """A database the service accepts. The SQLite file stays new, so tests go through the
+    zero-setup path users see; a server database is upgraded, as operators do."""
+    if backend != "sqlite":
+        schema.upgrade(parse_database_url(empty_database_url), timeout_seconds=10)
+    return empty_database_url
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The HTTP API through falcon's TestClient: real app, real SQLite, only the clock moved."""
+"""The HTTP API through falcon's TestClient: the real app on each database; only time moves."""
 
 from __future__ import annotations
 
@@ -313,8 +313,8 @@ def test_an_unexpected_error_is_a_generic_500_without_details(
 # -- health ---------------------------------------------------------------------------------------
 
 
-def test_healthz_and_readyz(client):
+def test_healthz_and_readyz(client, backend):
     assert client.simulate_get("/healthz").json == {"status": "ok"}
     ready = client.simulate_get("/readyz")
     assert ready.status_code == 200
-    assert ready.json["database"].startswith("sqlite:")
+    assert ready.json["database"].startswith({"postgresql": "postgres"}.get(backend, backend))

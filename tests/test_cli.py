@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from exporter.cli import main
 from exporter.keys import hash_secret
 from exporter.store import open_store
+from tests.support import databases
 from tests.support.service import run_cli
 
 
@@ -33,8 +33,7 @@ def test_kiosk_add_prints_the_key_once_and_stores_only_its_hash(cli, database_ur
     created = json.loads(out)
     assert created["api_key"].startswith(created["key_prefix"])
     assert len(created["api_key"]) >= 43  # 32 random bytes, url-safe base64
-    database_file = database_url.removeprefix("sqlite:///")
-    raw = Path(database_file).read_bytes() + Path(database_file + "-wal").read_bytes()
+    raw = databases.stored_bytes(database_url)
     assert created["api_key"].encode() not in raw
     assert hash_secret(created["api_key"]).encode() in raw
     code, out, _ = cli("kiosk", "list", "--json")

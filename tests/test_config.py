@@ -119,7 +119,7 @@ def test_the_shipped_example_config_is_valid():
         (
             "mysql://root@127.0.0.1:3306/test",
             "mysql",
-            {"host": "127.0.0.1", "port": 3306, "db": "test", "user": "root", "passwd": ""},
+            {"host": "127.0.0.1", "port": 3306, "database": "test", "user": "root", "password": ""},
         ),
     ],
 )

@@ -1,0 +1,26 @@
+-- Kiosks and back-office tokens, as exporter/models.py maps them.
+-- IF NOT EXISTS adopts a database created before migrations existed (by Pony's
+-- create_tables, with exactly these definitions) instead of failing on it.
+
+CREATE TABLE IF NOT EXISTS "kiosks" (
+  "id" INTEGER PRIMARY KEY AUTOINCREMENT,
+  "kiosk_name" VARCHAR(128) UNIQUE NOT NULL,
+  "location" VARCHAR(256) NOT NULL,
+  "is_active" BOOLEAN NOT NULL,
+  "created_at" DATETIME NOT NULL,
+  "last_heartbeat_at" DATETIME,
+  "app_version" VARCHAR(64),
+  "device_info" VARCHAR(256),
+  "api_key_hash" VARCHAR(64) UNIQUE NOT NULL,
+  "key_prefix" VARCHAR(16) NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS "backoffice_tokens" (
+  "id" INTEGER PRIMARY KEY AUTOINCREMENT,
+  "name" VARCHAR(128) NOT NULL,
+  "token_hash" VARCHAR(64) UNIQUE NOT NULL,
+  "key_prefix" VARCHAR(16) NOT NULL,
+  "created_at" DATETIME NOT NULL,
+  "last_used_at" DATETIME,
+  "revoked" BOOLEAN NOT NULL
+);

@@ -1,0 +1,115 @@
+"""Throwaway databases on the local PostgreSQL and MariaDB servers, one per test.
+
+Each test gets `kx_<random>`, created through the server's `test` database and dropped
+afterwards, so tests never see each other's rows and may run beside other suites. The
+servers default to DEVELOPERS.md's (127.0.0.1, trust auth); KIOSK_TEST_POSTGRESQL_URL and
+KIOSK_TEST_MYSQL_URL point elsewhere (a URL of the database to connect through).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from exporter.config import parse_database_url
+
+SERVER_BACKENDS = ("postgresql", "mysql")
+ADMIN_URLS = {
+    "postgresql": os.environ.get(
+        "KIOSK_TEST_POSTGRESQL_URL", "postgresql://postgres@127.0.0.1:5432/test"
+    ),
+    "mysql": os.environ.get("KIOSK_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test"),
+}
+CONNECT_TIMEOUT_SECONDS = 3
+
+
+def _connect(backend: str, database: str | None = None) -> Any:
+    params = dict(parse_database_url(ADMIN_URLS[backend]).params)
+    params["database"] = database or params["database"]
+    if backend == "postgresql":
+        import psycopg2
+
+        connection = psycopg2.connect(**params, connect_timeout=CONNECT_TIMEOUT_SECONDS)
+        connection.autocommit = True  # CREATE/DROP DATABASE refuse to run in a transaction
+        return connection
+    import pymysql
+
+    return pymysql.connect(**params, connect_timeout=CONNECT_TIMEOUT_SECONDS, autocommit=True)
+
+
+@functools.cache
+def unavailable_reason(backend: str) -> str | None:
+    """Why the server cannot be used (None when it can); asked once per test session."""
+    try:
+        _connect(backend).close()
+    except ImportError as exc:
+        return f"{backend}: driver missing ({exc}); pip install -e '.[test]'"
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return f"{backend} server at {_describe(backend)} unreachable: {first}"
+    return None
+
+
+def _describe(backend: str) -> str:
+    return parse_database_url(ADMIN_URLS[backend]).describe()
+
+
+def url_of(backend: str, name: str) -> str:
+    """The admin URL with its database replaced by `name`."""
+    base, _, _ = ADMIN_URLS[backend].rpartition("/")
+    return f"{base}/{name}"
+
+
+def create(backend: str) -> str:
+    """A new empty database with the server's defaults (so migrations must set what matters,
+    e.g. MariaDB's case-insensitive default collation); returns its URL."""
+    name = f"kx_{secrets.token_hex(6)}"
+    with contextlib.closing(_connect(backend)) as connection:
+        connection.cursor().execute(f"CREATE DATABASE {name}")
+    return url_of(backend, name)
+
+
+def drop(backend: str, url: str) -> None:
+    name = url.rpartition("/")[2]
+    assert name.startswith("kx_"), name
+    # WITH (FORCE): a service process a failed test left behind must not keep it alive.
+    force = " WITH (FORCE)" if backend == "postgresql" else ""
+    with contextlib.closing(_connect(backend)) as connection:
+        connection.cursor().execute(f"DROP DATABASE IF EXISTS {name}{force}")
+
+
+@contextlib.contextmanager
+def fresh(backend: str) -> Iterator[str]:
+    """An empty database for the duration of the block."""
+    url = create(backend)
+    try:
+        yield url
+    finally:
+        drop(backend, url)
+
+
+def stored_bytes(url: str) -> bytes:
+    """Everything the database holds, as bytes to search: a key must never be in it.
+
+    SQLite: the file and its WAL, as an attacker with a copy would read them; a server:
+    every value of every row of the service's tables.
+    """
+    parsed = parse_database_url(url)
+    if parsed.provider == "sqlite":
+        filename = parsed.params["filename"]
+        files = (Path(filename), Path(filename + "-wal"))
+        return b"".join(path.read_bytes() for path in files if path.exists())
+    backend = "postgresql" if parsed.provider == "postgres" else "mysql"
+    name = parsed.params["database"]
+    with contextlib.closing(_connect(backend, name)) as connection:
+        cursor = connection.cursor()
+        rows = []
+        for table in ("kiosks", "backoffice_tokens"):
+            cursor.execute(f"SELECT * FROM {table}")
+            rows.extend(cursor.fetchall())
+    return repr(rows).encode()
