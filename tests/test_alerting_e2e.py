@@ -222,6 +222,60 @@ def test_prometheus_scrapes_the_service_with_openmetrics_and_no_errors(stack: St
     assert unhealthy == []
 
 
+def test_prometheus_sees_every_metric_with_the_values_the_json_api_reports(stack: Stack) -> None:
+    """Issue 3's acceptance: what a real Prometheus stores agrees with /kiosk/all-status."""
+    prom, job = stack.prometheus, f'job="{KIOSK_JOB}"'
+    token = stack.service.add_token("e2e-metrics")
+    documents = {str(d["kiosk_id"]): d for d in stack.service.all_status(token).json}
+    prom.wait_for(lambda: prom.query(f"kiosk_online{{{job}}}"), WAIT, "kiosk series")
+
+    def by_kiosk(metric: str) -> dict[str, float]:
+        return {
+            s["metric"]["kiosk_id"]: float(s["value"][1]) for s in prom.query(f"{metric}{{{job}}}")
+        }
+
+    connected = {k for k, d in documents.items() if d["last_heartbeat_at"] is not None}
+    assert by_kiosk("kiosk_online") == {
+        k: 1.0 if d["is_online"] else 0.0 for k, d in documents.items()
+    }
+    assert by_kiosk("kiosk_active") == {
+        k: 1.0 if d["is_active"] else 0.0 for k, d in documents.items()
+    }
+    stamps = by_kiosk("kiosk_last_heartbeat_timestamp_seconds")
+    assert set(stamps) == connected == set(by_kiosk("kiosk_heartbeat_age_seconds"))
+    for kiosk_id, stamp in stamps.items():
+        sent = datetime.fromisoformat(
+            documents[kiosk_id]["last_heartbeat_at"].replace("Z", "+00:00")
+        )
+        assert stamp == pytest.approx(sent.timestamp(), abs=1e-3)
+    for sample in prom.query(f"kiosk_info{{{job}}}"):
+        document = documents[sample["metric"]["kiosk_id"]]
+        # Prometheus stores an empty label value as no label at all.
+        assert sample["metric"].get("app_version", "") == (document["app_version"] or "")
+        assert sample["metric"]["kiosk_name"] == document["kiosk_name"]
+        assert sample["metric"]["location"] == document["location"]
+    fleet = {
+        s["metric"]["status"]: float(s["value"][1])
+        for s in prom.query(f"kiosk_fleet_kiosks{{{job}}}")
+    }
+    statuses = [d["status"] for d in documents.values()]
+    assert fleet == {
+        s: float(statuses.count(s)) for s in ("online", "offline", "never_connected", "inactive")
+    }
+    reasons = {
+        s["metric"]["reason"]
+        for s in prom.query(f"kiosk_exporter_heartbeats_rejected_total{{{job}}}")
+    }
+    assert reasons == {"auth", "inactive", "invalid", "rate_limited", "unavailable"}
+    assert prom.query_value(f"kiosk_exporter_heartbeats_total{{{job}}}") >= len(stack.fleet.healthy)
+    assert prom.query(f"kiosk_exporter_heartbeat_delay_seconds_count{{{job}}}")
+    assert prom.query(
+        f'kiosk_exporter_request_duration_seconds_count{{{job},route="/kiosk/heartbeat"}}'
+    )
+    assert prom.query(f"kiosk_exporter_build_info{{{job}}}")
+    assert prom.query(f"process_resident_memory_bytes{{{job}}}")
+
+
 def test_a_kiosk_silent_for_31_minutes_pages_and_resolves_when_it_comes_back(
     stack: Stack,
 ) -> None:
