@@ -59,7 +59,7 @@ _ERROR_STATUS: dict[type[ExporterError], tuple[int, str]] = {
 class Application:
     """The WSGI app plus what must be stopped with it (the heartbeat writer thread)."""
 
-    wsgi: falcon.App
+    wsgi: falcon.App[falcon.Request, falcon.Response]
     writer: HeartbeatWriter
     store: Store
     registry: CollectorRegistry
@@ -139,7 +139,8 @@ class RequestObserver:
     def process_response(
         self, req: falcon.Request, resp: falcon.Response, resource: object, req_succeeded: bool
     ) -> None:
-        seconds = time.perf_counter() - req.context.get("started", time.perf_counter())
+        started: float = req.context.get("started") or time.perf_counter()
+        seconds = time.perf_counter() - started
         status = str(resp.status_code)
         self._metrics.request_finished(req.uri_template or "unmatched", req.method, status, seconds)
         # The path only: keys and tokens travel in headers, never in what is logged here.

@@ -245,8 +245,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     )
     log.info(
         "serving on http://%s:%s with %s (online threshold %gs)",
-        server.effective_host,  # type: ignore[union-attr]
-        server.effective_port,  # type: ignore[union-attr]
+        server.effective_host,
+        server.effective_port,
         application.store.description,
         settings.online_threshold_seconds,
     )

@@ -77,7 +77,7 @@ def render(fmt: Format, registry: CollectorRegistry, fleet: FleetCollector) -> b
     with gc_paused():
         fleet_text = render_families(fleet.families(), fmt.openmetrics).encode("utf-8")
     if fmt.openmetrics:
-        service = openmetrics_format.generate_latest(registry)
+        service: bytes = openmetrics_format.generate_latest(registry)  # type: ignore[no-untyped-call]
         return service.removesuffix(b"# EOF\n") + fleet_text + b"# EOF\n"
     return text_format.generate_latest(registry) + fleet_text
 

@@ -6,7 +6,7 @@ import functools
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
 from pony.orm import TransactionError, TransactionIntegrityError, db_session, select
 from pony.orm.dbapiprovider import DBException, IntegrityError
@@ -56,6 +56,11 @@ def _batch_update_sql(size: int) -> str:
         )
         + ")"
     )
+
+
+def _session(method: Callable[P, R]) -> Callable[P, R]:
+    """Pony's db_session, typed: one short transaction per public store method."""
+    return cast(Callable[P, R], db_session(method))
 
 
 def _storage_errors(method: Callable[P, R]) -> Callable[P, R]:
@@ -134,21 +139,21 @@ class Store:
     # -- health -----------------------------------------------------------------------------
 
     @_storage_errors
-    @db_session
+    @_session
     def ping(self) -> None:
         self._rows("SELECT id FROM kiosks LIMIT 1")
 
     # -- kiosks: reads ------------------------------------------------------------------------
 
     @_storage_errors
-    @db_session
+    @_session
     def list_kiosks(self, location: str | None = None) -> list[KioskRecord]:
         if location is None:
             return self._kiosks()
         return self._kiosks("WHERE location = $location", {"location": location})
 
     @_storage_errors
-    @db_session
+    @_session
     def get_kiosk(self, kiosk_id: int) -> KioskRecord:
         found = self._kiosks("WHERE id = $kiosk_id", {"kiosk_id": kiosk_id})
         if not found:
@@ -156,7 +161,7 @@ class Store:
         return found[0]
 
     @_storage_errors
-    @db_session
+    @_session
     def find_kiosk_by_key(self, key_hash: str) -> KioskRecord | None:
         found = self._kiosks("WHERE api_key_hash = $key_hash", {"key_hash": key_hash})
         return found[0] if found else None
@@ -209,7 +214,7 @@ class Store:
         return str(exc)
 
     @_storage_errors
-    @db_session
+    @_session
     def rotate_key(self, kiosk_id: int) -> str:
         """A new key; the old one stops working at the next heartbeat (the write re-checks it)."""
         kiosk = self._kiosk_entity(kiosk_id)
@@ -235,12 +240,12 @@ class Store:
         return self.get_kiosk(kiosk_id)
 
     @_storage_errors
-    @db_session
+    @_session
     def set_active(self, kiosk_id: int, active: bool) -> None:
         self._kiosk_entity(kiosk_id).is_active = active
 
     @_storage_errors
-    @db_session
+    @_session
     def remove_kiosk(self, kiosk_id: int) -> None:
         self._kiosk_entity(kiosk_id).delete()
 
@@ -317,7 +322,7 @@ class Store:
         return int(self._db.execute(_batch_update_sql(len(writes)), params).rowcount)
 
     @_storage_errors
-    @db_session
+    @_session
     def record_heartbeat(
         self,
         kiosk_id: int,
@@ -337,7 +342,7 @@ class Store:
     # -- back-office tokens ------------------------------------------------------------------------
 
     @_storage_errors
-    @db_session
+    @_session
     def add_token(self, name: str, *, now: datetime | None = None) -> tuple[TokenRecord, str]:
         secret = keys.generate_token()
         token = self._schema.Token(
@@ -350,13 +355,13 @@ class Store:
         return self._token_from_entity(token), secret
 
     @_storage_errors
-    @db_session
+    @_session
     def list_tokens(self) -> list[TokenRecord]:
         tokens = select(t for t in self._schema.Token).order_by(lambda t: t.id)
         return [self._token_from_entity(t) for t in tokens]
 
     @_storage_errors
-    @db_session
+    @_session
     def revoke_token(self, token_id: int) -> None:
         token = self._schema.Token.get(id=token_id)
         if token is None:
@@ -364,7 +369,7 @@ class Store:
         token.revoked = True
 
     @_storage_errors
-    @db_session
+    @_session
     def authenticate_token(self, secret: str, *, now: datetime) -> TokenRecord | None:
         token = self._schema.Token.get(token_hash=keys.hash_secret(secret))
         if token is None or token.revoked:
