@@ -12,6 +12,7 @@ import contextlib
 import functools
 import os
 import secrets
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -113,3 +114,88 @@ def stored_bytes(url: str) -> bytes:
             cursor.execute(f"SELECT * FROM {table}")
             rows.extend(cursor.fetchall())
     return repr(rows).encode()
+
+
+# A column as the database describes it: what must match between a migrated schema and
+# the one Pony's create_tables would make from the entities.
+Column = tuple[str, ...]
+
+
+def describe_tables(url: str, tables: tuple[str, ...] = ("kiosks", "backoffice_tokens")) -> dict:
+    """{table: {column: (type, nullable, key)}} read from the database's own catalogue."""
+    parsed = parse_database_url(url)
+    if parsed.provider == "sqlite":
+        return _describe_sqlite(parsed.params["filename"], tables)
+    backend = "postgresql" if parsed.provider == "postgres" else "mysql"
+    with contextlib.closing(_connect(backend, parsed.params["database"])) as connection:
+        cursor = connection.cursor()
+        describe = _describe_postgresql if backend == "postgresql" else _describe_mysql
+        return {table: describe(cursor, table) for table in tables}
+
+
+def _describe_sqlite(filename: str, tables: tuple[str, ...]) -> dict:
+    with contextlib.closing(sqlite3.connect(filename)) as connection:
+        described = {}
+        for table in tables:
+            unique = {
+                info[2]
+                for index in connection.execute(f"PRAGMA index_list({table})")
+                if index[2]
+                for info in connection.execute(f"PRAGMA index_info({index[1]})")
+            }
+            described[table] = {
+                name: (kind, "null" if not notnull else "not null", _key(pk, name in unique))
+                for _, name, kind, notnull, _, pk in connection.execute(
+                    f"PRAGMA table_info({table})"
+                )
+            }
+    return described
+
+
+def _describe_postgresql(cursor: Any, table: str) -> dict[str, Column]:
+    cursor.execute(
+        "SELECT c.column_name, c.data_type, c.character_maximum_length, c.datetime_precision,"
+        " c.is_nullable, c.column_default, ("
+        "  SELECT string_agg(t.constraint_type, ',') FROM information_schema.key_column_usage k"
+        "  JOIN information_schema.table_constraints t USING (constraint_name, table_name)"
+        "  WHERE k.table_name = c.table_name AND k.column_name = c.column_name)"
+        " FROM information_schema.columns c WHERE c.table_name = %s",
+        (table,),
+    )
+    return {
+        name: (
+            f"{kind}({length or precision or ''})",
+            "null" if nullable == "YES" else "not null",
+            f"{keys or ''} {'serial' if (default or '').startswith('nextval') else ''}".strip(),
+        )
+        for name, kind, length, precision, nullable, default, keys in cursor.fetchall()
+    }
+
+
+def _describe_mysql(cursor: Any, table: str) -> dict[str, Column]:
+    cursor.execute(
+        "SELECT column_name, column_type, is_nullable, column_key, extra"
+        " FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = %s",
+        (table,),
+    )
+    return {
+        name: (kind, "null" if nullable == "YES" else "not null", f"{key} {extra}".strip())
+        for name, kind, nullable, key, extra in cursor.fetchall()
+    }
+
+
+def _key(primary: int, unique: bool) -> str:
+    return "primary" if primary else "unique" if unique else ""
+
+
+def collations(url: str) -> set[str]:
+    """MySQL/MariaDB: the collations of the service's text columns."""
+    name = parse_database_url(url).params["database"]
+    with contextlib.closing(_connect("mysql", name)) as connection:
+        cursor = connection.cursor()
+        cursor.execute(
+            "SELECT DISTINCT collation_name FROM information_schema.columns"
+            " WHERE table_schema = DATABASE() AND collation_name IS NOT NULL"
+            " AND table_name IN ('kiosks', 'backoffice_tokens')"
+        )
+        return {row[0] for row in cursor.fetchall()}

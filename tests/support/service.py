@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +39,14 @@ class RunningService:
     """A real server process; `settings` become KIOSK_EXPORTER_* variables."""
 
     def __init__(
-        self, workdir: Path, settings: Mapping[str, Any] | None = None, database: str | None = None
+        self,
+        workdir: Path,
+        settings: Mapping[str, Any] | None = None,
+        database: str | None = None,
+        serve_args: Sequence[str] = (),
     ) -> None:
         self.workdir = workdir
+        self.serve_args = tuple(serve_args)
         self.database = database or f"sqlite:///{workdir / 'kiosks.db'}"
         self.env = {f"KIOSK_EXPORTER_{k.upper()}": str(v) for k, v in (settings or {}).items()}
         self.env.setdefault("KIOSK_EXPORTER_LOG_LEVEL", "INFO")
@@ -64,6 +69,7 @@ class RunningService:
                 "127.0.0.1",
                 "--port",
                 str(port),
+                *self.serve_args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
