@@ -85,6 +85,15 @@ def database_url(backend: str, empty_database_url: str) -> str:
     return empty_database_url
 
 
+@pytest.fixture(params=databases.SERVER_BACKENDS)
+def server_database_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A new, upgraded database on each server (for replicas and outages: not SQLite)."""
+    require_server(request.param)
+    with databases.fresh(request.param) as url:
+        schema.upgrade(parse_database_url(url), timeout_seconds=10)
+        yield url
+
+
 @pytest.fixture
 def store(database_url: str) -> Iterator[Store]:
     store = open_store(database_url)

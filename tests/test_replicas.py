@@ -14,10 +14,6 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter import schema
-from exporter.config import parse_database_url
-from tests.conftest import require_server
-from tests.support import databases
 from tests.support.http import Reply, request
 from tests.support.service import RunningService
 
@@ -25,18 +21,14 @@ FLEET = 200
 SETTINGS = {"min_heartbeat_interval_seconds": 0, "threads": 8}
 
 
-@pytest.fixture(params=databases.SERVER_BACKENDS)
-def replicas(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[RunningService]]:
-    backend = request.param
-    require_server(backend)
-    with databases.fresh(backend) as url:
-        schema.upgrade(parse_database_url(url), timeout_seconds=10)
-        services = [RunningService(tmp_path / n, SETTINGS, database=url) for n in "ab"]
-        try:
-            yield [service.start() for service in services]
-        finally:
-            for service in services:
-                service.stop()
+@pytest.fixture
+def replicas(server_database_url: str, tmp_path: Path) -> Iterator[list[RunningService]]:
+    services = [RunningService(tmp_path / n, SETTINGS, database=server_database_url) for n in "ab"]
+    try:
+        yield [service.start() for service in services]
+    finally:
+        for service in services:
+            service.stop()
 
 
 def own_status(service: RunningService, key: str) -> Reply:

@@ -13,6 +13,7 @@ import functools
 import os
 import secrets
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,18 +30,20 @@ ADMIN_URLS = {
 CONNECT_TIMEOUT_SECONDS = 3
 
 
-def _connect(backend: str, database: str | None = None) -> Any:
+def _connect(backend: str, database: str | None = None, *, autocommit: bool = True) -> Any:
+    """A plain driver connection; autocommit because CREATE/DROP DATABASE refuse to run
+    in a transaction."""
     params = dict(parse_database_url(ADMIN_URLS[backend]).params)
     params["database"] = database or params["database"]
     if backend == "postgresql":
         import psycopg2
 
         connection = psycopg2.connect(**params, connect_timeout=CONNECT_TIMEOUT_SECONDS)
-        connection.autocommit = True  # CREATE/DROP DATABASE refuse to run in a transaction
+        connection.autocommit = autocommit
         return connection
     import pymysql
 
-    return pymysql.connect(**params, connect_timeout=CONNECT_TIMEOUT_SECONDS, autocommit=True)
+    return pymysql.connect(**params, connect_timeout=CONNECT_TIMEOUT_SECONDS, autocommit=autocommit)
 
 
 @functools.cache
@@ -199,3 +202,24 @@ def collations(url: str) -> set[str]:
             " AND table_name IN ('kiosks', 'backoffice_tokens')"
         )
         return {row[0] for row in cursor.fetchall()}
+
+
+@contextlib.contextmanager
+def locked_row(url: str, table: str, row_id: int, *, at_most: float = 15.0) -> Iterator[None]:
+    """Hold a row lock from another session, as a slow transaction elsewhere would.
+
+    The lock goes after `at_most` seconds whatever happens, so a test whose timeout
+    does not work fails on its clock instead of hanging.
+    """
+    parsed = parse_database_url(url)
+    backend = "postgresql" if parsed.provider == "postgres" else "mysql"
+    database = parsed.params["database"]
+    with contextlib.closing(_connect(backend, database, autocommit=False)) as connection:
+        connection.cursor().execute(f"SELECT id FROM {table} WHERE id = %s FOR UPDATE", (row_id,))
+        release = threading.Timer(at_most, connection.rollback)
+        release.start()
+        try:
+            yield
+        finally:
+            release.cancel()
+            connection.rollback()
