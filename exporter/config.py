@@ -80,7 +80,7 @@ def parse_database_url(url: str) -> DatabaseUrl:
         port = parts.port
     except ValueError:
         raise ValueError(f"database URL has an invalid port: {url!r}") from None
-    common = {"host": parts.hostname or "localhost"}
+    common: dict[str, Any] = {"host": parts.hostname or "localhost"}
     if port:
         common["port"] = port
     user, password = unquote(parts.username or ""), unquote(parts.password or "")

@@ -29,7 +29,7 @@ class Schema:
 def define_entities(db: Database) -> tuple[Any, Any]:
     """Table and column names match the original design (`SELECT kiosk_name … FROM kiosks`)."""
 
-    class Kiosk(db.Entity):  # type: ignore[name-defined,misc]
+    class Kiosk(db.Entity):  # type: ignore[misc]
         _table_ = "kiosks"
         id = PrimaryKey(int, auto=True)
         name = Required(str, 128, unique=True, column="kiosk_name")
@@ -42,7 +42,7 @@ def define_entities(db: Database) -> tuple[Any, Any]:
         api_key_hash = Required(str, 64, unique=True)
         key_prefix = Required(str, 16)
 
-    class Token(db.Entity):  # type: ignore[name-defined,misc]
+    class Token(db.Entity):  # type: ignore[misc]
         _table_ = "backoffice_tokens"
         id = PrimaryKey(int, auto=True)
         name = Required(str, 128)
