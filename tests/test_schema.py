@@ -201,7 +201,7 @@ def test_a_new_sqlite_file_needs_no_set_up_step(tmp_path):
 
 def test_an_unreachable_server_is_one_line_exit_1():
     url = "postgresql://nobody@127.0.0.1:9/kiosks"  # the discard port: nothing listens
-    for args in (("db", "upgrade"), ("db", "status"), ("kiosk", "list")):
+    for args in (("db", "upgrade"), ("db", "status"), ("kiosk", "list"), ("serve", "--port", "0")):
         result = run_cli(*args, database=url)
         assert result.returncode == 1, result
         assert result.stderr.startswith("kiosk-exporter: database postgres://127.0.0.1:9/kiosks")
