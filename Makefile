@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: run serve test lint tools bench clean
+.PHONY: run serve test lint tools databases bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,12 @@ serve: $(STAMP)
 tools:
 	@scripts/install-tools
 
-## test: the whole suite (needs PostgreSQL and MariaDB on localhost, see README)
-test: $(STAMP) tools
+## databases: start the local PostgreSQL and MariaDB when they do not answer (see README)
+databases:
+	@scripts/start-databases
+
+## test: the whole suite (PostgreSQL and MariaDB tests skip without them, fail under CI=true)
+test: $(STAMP) tools databases
 	$(BIN)/ruff check exporter tests bench
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
