@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -9,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,10 +29,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def provision(workdir: Path, kiosks: int, *, heartbeats: bool = False) -> tuple[str, Path]:
+@contextlib.contextmanager
+def fleet_database(backend: str, workdir: Path) -> Iterator[str]:
+    """A fresh database URL: a SQLite file, or a throwaway database on the local server."""
+    if backend == "sqlite":
+        yield f"sqlite:///{workdir / 'bench.db'}"
+        return
+    from tests.support.databases import fresh
+
+    with fresh(backend) as url:
+        yield url
+
+
+def provision(database: str, workdir: Path, kiosks: int, *, heartbeats: bool = False) -> Path:
     """Create `kiosks` kiosks through the store (one transaction); write their keys to a file."""
-    database = f"sqlite:///{workdir / 'bench.db'}"
-    store = open_store(database)
+    store = open_store(database, upgrade=True)
     created = store.import_kiosks([(f"kiosk-{n:06d}", f"Building {n % 40}") for n in range(kiosks)])
     if heartbeats:
         now = utc_now()
@@ -45,7 +58,18 @@ def provision(workdir: Path, kiosks: int, *, heartbeats: bool = False) -> tuple[
     store.close()
     keys_file = workdir / "keys.txt"
     keys_file.write_text("".join(key + "\n" for _, key in created))
-    return database, keys_file
+    return keys_file
+
+
+def split_keys(keys_file: Path, parts: int) -> list[Path]:
+    """One key file per replica, so each wrk drives its own share of the fleet."""
+    keys = keys_file.read_text().splitlines()
+    files = []
+    for part in range(parts):
+        path = keys_file.with_name(f"keys-{part}.txt")
+        path.write_text("".join(k + "\n" for k in keys[part::parts]))
+        files.append(path)
+    return files
 
 
 @dataclass

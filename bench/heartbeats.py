@@ -11,9 +11,19 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from common import counter, paced_wrk, provision, start_exporter, start_hello, wrk
+from common import (
+    counter,
+    fleet_database,
+    paced_wrk,
+    provision,
+    split_keys,
+    start_exporter,
+    start_hello,
+    wrk,
+)
 
 TARGET_RATE = 1667  # 100,000 kiosks at one heartbeat a minute
 # wrk paces each connection with delay() between answer and next request, so the rate it
@@ -29,25 +39,43 @@ def load(url: str, keys_file: Path, rate: int | None, args: argparse.Namespace) 
     return wrk(url, keys_file, seconds=args.seconds, connections=args.connections)
 
 
+def load_replicas(servers: list, key_files: list[Path], rate: int | None, args) -> dict:
+    """Drive every replica at once, each with its share of the fleet and of the rate."""
+    share = rate // len(servers) if rate else None
+    with ThreadPoolExecutor(len(servers)) as pool:
+        results = list(
+            pool.map(
+                lambda pair: load(pair[0].url, pair[1], share, args),
+                zip(servers, key_files, strict=True),
+            )
+        )
+    total = {k: sum(r[k] for r in results) for k in ("requests", "rps", "errors")}
+    worst = {k: max(r[k] for r in results) for k in ("p50_us", "p99_us", "max_us")}
+    return {**total, **worst}
+
+
 def run_exporter(kiosks: int, args: argparse.Namespace) -> list[tuple[str, dict]]:
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, fleet_database(args.backend, Path(tmp)) as database:
         workdir = Path(tmp)
         started = time.monotonic()
-        database, keys_file = provision(workdir, kiosks)
+        keys_file = provision(database, workdir, kiosks)
         print(f"  provisioned {kiosks} kiosks in {time.monotonic() - started:.1f} s", flush=True)
-        server = start_exporter(database, workdir, args.threads)
+        servers = [start_exporter(database, workdir, args.threads) for _ in range(args.replicas)]
+        key_files = split_keys(keys_file, args.replicas)
         rows = []
+        name = f"{args.backend} x{args.replicas}" if args.replicas > 1 else args.backend
         try:
-            wrk(server.url, keys_file, seconds=3, connections=args.connections)  # warm-up
+            load_replicas(servers, key_files, None, args)  # warm-up
             for label, rate in ((f"fixed {TARGET_RATE}/s", TARGET_RATE), ("saturated", None)):
-                before = counter(server.url, "kiosk_exporter_heartbeats_total")
-                result = load(server.url, keys_file, rate, args)
-                committed = counter(server.url, "kiosk_exporter_heartbeats_total") - before
-                result["committed"] = committed
-                result["rss_mb"], result["peak_rss_mb"] = server.rss_mb()
-                rows.append((f"exporter {kiosks:>6} kiosks, {label}", result))
+                before = sum(counter(s.url, "kiosk_exporter_heartbeats_total") for s in servers)
+                result = load_replicas(servers, key_files, rate, args)
+                after = sum(counter(s.url, "kiosk_exporter_heartbeats_total") for s in servers)
+                result["committed"] = after - before
+                result["rss_mb"] = max(s.rss_mb()[0] for s in servers)
+                rows.append((f"{name} {kiosks:>6} kiosks, {label}", result))
         finally:
-            server.stop()
+            for server in servers:
+                server.stop()
         return rows
 
 
@@ -89,7 +117,7 @@ def report(rows: list[tuple[str, dict]]) -> None:
         (r["rps"] for label, r in rows if label.startswith("hello") and "saturated" in label), None
     )
     for label, r in rows:
-        if peer and label.startswith("exporter") and "saturated" in label:
+        if peer and not label.startswith("hello") and "saturated" in label:
             print(f"{label}: {r['rps'] / peer:.2f} x the hello-world ceiling ({peer:.0f} req/s)")
 
 
@@ -100,14 +128,23 @@ def main() -> None:
     parser.add_argument("--kiosks", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=8, help="waitress threads for both servers")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=16,
+        help="waitress threads for both servers (service default)",
+    )
+    parser.add_argument("--backend", choices=["sqlite", "postgresql", "mysql"], default="sqlite")
+    parser.add_argument("--replicas", type=int, default=1, help="service processes (server DBs)")
+    parser.add_argument("--no-peer", action="store_true", help="skip the hello-world peer")
     args = parser.parse_args()
     rows = []
     for kiosks in args.kiosks:
-        print(f"exporter with {kiosks} kiosks", flush=True)
+        print(f"exporter on {args.backend} with {kiosks} kiosks", flush=True)
         rows += run_exporter(kiosks, args)
-    print("peer: hello-world falcon on the same waitress settings", flush=True)
-    rows += run_peer(max(args.kiosks), args)
+    if not args.no_peer:
+        print("peer: hello-world falcon on the same waitress settings", flush=True)
+        rows += run_peer(max(args.kiosks), args)
     report(rows)
 
 

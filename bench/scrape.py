@@ -16,7 +16,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from common import provision, start_exporter, wrk
+from common import fleet_database, provision, start_exporter, wrk
 from prometheus_client import CollectorRegistry, generate_latest
 
 from exporter.clock import utc_now
@@ -70,9 +70,9 @@ def heartbeat_p99_during_scrapes(url: str, keys: Path, seconds: int) -> tuple[fl
 
 
 def run(kiosks: int, args: argparse.Namespace) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, fleet_database(args.backend, Path(tmp)) as database:
         workdir = Path(tmp)
-        database, keys = provision(workdir, kiosks, heartbeats=True)
+        keys = provision(database, workdir, kiosks, heartbeats=True)
         ours, generic = in_process(database)
         server = start_exporter(database, workdir, 16)
         try:
@@ -84,7 +84,7 @@ def run(kiosks: int, args: argparse.Namespace) -> None:
         finally:
             server.stop()
     seconds = [t for t, _ in times]
-    print(f"{kiosks} kiosks:")
+    print(f"{kiosks} kiosks on {args.backend}:")
     print(
         f"  GET /metrics (text): median {statistics.median(seconds):.3f} s, "
         f"max {max(seconds):.3f} s over {len(seconds)}, {times[0][1] / 1e6:.1f} MB; "
@@ -108,6 +108,7 @@ def main() -> None:
     parser.add_argument("--kiosks", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--scrapes", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--backend", choices=["sqlite", "postgresql", "mysql"], default="sqlite")
     args = parser.parse_args()
     for kiosks in args.kiosks:
         run(kiosks, args)
