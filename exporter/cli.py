@@ -3,25 +3,31 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import json
 import logging
 import os
 import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
-import yaml
-
-from . import schema
-from .clock import format_utc
+from .admin import (
+    cmd_db_break_lock,
+    cmd_db_status,
+    cmd_db_upgrade,
+    cmd_kiosk_activate,
+    cmd_kiosk_add,
+    cmd_kiosk_deactivate,
+    cmd_kiosk_import,
+    cmd_kiosk_list,
+    cmd_kiosk_remove,
+    cmd_kiosk_rotate,
+    cmd_kiosk_update,
+    cmd_token_add,
+    cmd_token_list,
+    cmd_token_revoke,
+)
 from .config import Settings, load_settings
-from .errors import ConfigError, ExporterError, ImportRejected, InvalidInput
-from .records import KioskRecord, TokenRecord
-from .store import Store, open_store
+from .errors import ConfigError, ExporterError, InvalidInput
 
 log = logging.getLogger("exporter")
 WAITRESS_SEND_BYTES = 18000
@@ -203,14 +209,6 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return 1
 
 
-def _store(settings: Settings) -> Store:
-    return open_store(settings.database_url, timeout_seconds=settings.database_timeout_seconds)
-
-
-def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, ensure_ascii=False))
-
-
 # -- serve --------------------------------------------------------------------------------------
 
 
@@ -268,48 +266,6 @@ def _stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, stop)
 
 
-# -- database schema ------------------------------------------------------------------------------
-
-
-def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
-    """stdout lists the migrations applied now: nothing when the schema was current."""
-    url = settings.database_url
-    for migration_id in schema.upgrade(url, timeout_seconds=settings.database_timeout_seconds):
-        print(migration_id)
-    state = schema.status(url, timeout_seconds=settings.database_timeout_seconds)
-    print(f"{url.describe()}: schema at {state.applied[-1]}, up to date", file=sys.stderr)
-    return 0
-
-
-def cmd_db_status(args: argparse.Namespace, settings: Settings) -> int:
-    url = settings.database_url
-    state = schema.status(url, timeout_seconds=settings.database_timeout_seconds)
-    if args.json:
-        _print_json(
-            {
-                "database": url.describe(),
-                "current": state.current,
-                "applied": list(state.applied),
-                "pending": list(state.pending),
-                "unknown": state.unknown,
-            }
-        )
-        return 0
-    rows = [[m, "applied"] for m in state.applied] + [[m, "pending"] for m in state.pending]
-    _print_table(["migration", "state"], rows)
-    if state.unknown:
-        print(f"{state.unknown} migration(s) applied by a newer release", file=sys.stderr)
-    if state.pending:
-        print(f"run `{schema.UPGRADE_COMMAND}` to apply the pending ones", file=sys.stderr)
-    return 0
-
-
-def cmd_db_break_lock(args: argparse.Namespace, settings: Settings) -> int:
-    schema.break_lock(settings.database_url, timeout_seconds=settings.database_timeout_seconds)
-    print("migration lock removed", file=sys.stderr)
-    return 0
-
-
 # -- tablets: agent, simulator, demo --------------------------------------------------------------
 
 
@@ -323,219 +279,6 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from . import demo
 
     return demo.run(settings, lambda demo_settings: cmd_serve(args, demo_settings), host=args.host)
-
-
-# -- kiosks -------------------------------------------------------------------------------------
-
-
-def kiosk_row(kiosk: KioskRecord) -> dict[str, Any]:
-    return {
-        "id": kiosk.id,
-        "name": kiosk.name,
-        "location": kiosk.location,
-        "is_active": kiosk.is_active,
-        "key_prefix": kiosk.key_prefix,
-        "created_at": format_utc(kiosk.created_at),
-        "last_heartbeat_at": format_utc(kiosk.last_heartbeat_at),
-        "app_version": kiosk.app_version,
-    }
-
-
-def cmd_kiosk_add(args: argparse.Namespace, settings: Settings) -> int:
-    name, location = (
-        _required_text(args.name, "--name"),
-        _required_text(args.location, "--location"),
-    )
-    kiosk, key = _store(settings).add_kiosk(name, location)
-    _print_created([(kiosk, key)], args.json, single=True)
-    return 0
-
-
-def _print_created(
-    created: list[tuple[KioskRecord, str]], as_json: bool, *, single: bool = False
-) -> None:
-    rows = [{**kiosk_row(k), "api_key": key} for k, key in created]
-    if as_json:
-        _print_json(rows[0] if single else rows)
-        return
-    writer = csv.writer(sys.stdout, lineterminator="\n")
-    writer.writerow(["id", "name", "location", "api_key"])
-    for row in rows:
-        writer.writerow([row["id"], row["name"], row["location"], row["api_key"]])
-    print("Store these keys now: they are not shown again.", file=sys.stderr)
-
-
-def cmd_kiosk_list(args: argparse.Namespace, settings: Settings) -> int:
-    rows = [kiosk_row(k) for k in _store(settings).list_kiosks()]
-    if args.json:
-        _print_json(rows)
-        return 0
-    columns = [
-        "id",
-        "name",
-        "location",
-        "is_active",
-        "key_prefix",
-        "last_heartbeat_at",
-        "app_version",
-    ]
-    _print_table(columns, [[row[c] for c in columns] for row in rows])
-    return 0
-
-
-def _print_table(columns: list[str], rows: list[list[Any]]) -> None:
-    cells = [columns] + [["-" if v is None else str(v) for v in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
-    for row in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
-
-
-def cmd_kiosk_update(args: argparse.Namespace, settings: Settings) -> int:
-    if args.name is None and args.location is None:
-        raise InvalidInput("--name/--location", "kiosk update needs at least one of them")
-    kiosk = _store(settings).update_kiosk(
-        args.id,
-        name=None if args.name is None else _required_text(args.name, "--name"),
-        location=None if args.location is None else _required_text(args.location, "--location"),
-    )
-    if args.json:
-        _print_json(kiosk_row(kiosk))
-    else:
-        print(f"kiosk {kiosk.id} is now {kiosk.name!r} at {kiosk.location!r}", file=sys.stderr)
-    return 0
-
-
-def cmd_kiosk_rotate(args: argparse.Namespace, settings: Settings) -> int:
-    key = _store(settings).rotate_key(args.id)
-    if args.json:
-        _print_json({"id": args.id, "api_key": key})
-    else:
-        print(key)
-        print("Store this key now: it is not shown again.", file=sys.stderr)
-    return 0
-
-
-def cmd_kiosk_deactivate(args: argparse.Namespace, settings: Settings) -> int:
-    _store(settings).set_active(args.id, False)
-    print(f"kiosk {args.id} deactivated", file=sys.stderr)
-    return 0
-
-
-def cmd_kiosk_activate(args: argparse.Namespace, settings: Settings) -> int:
-    _store(settings).set_active(args.id, True)
-    print(f"kiosk {args.id} activated", file=sys.stderr)
-    return 0
-
-
-def cmd_kiosk_remove(args: argparse.Namespace, settings: Settings) -> int:
-    store = _store(settings)
-    kiosk = store.get_kiosk(args.id)
-    if not args.yes:
-        answer = input(f"Remove kiosk {kiosk.id} {kiosk.name!r} ({kiosk.location})? [y/N] ")
-        if answer.strip().lower() not in ("y", "yes"):
-            print("not removed", file=sys.stderr)
-            return 1
-    store.remove_kiosk(args.id)
-    print(f"kiosk {args.id} removed", file=sys.stderr)
-    return 0
-
-
-def cmd_kiosk_import(args: argparse.Namespace, settings: Settings) -> int:
-    text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
-    suffix = Path(args.file).suffix.lower()
-    rows = parse_fleet_yaml(text) if suffix in (".yml", ".yaml") else parse_fleet_csv(text)
-    created = _store(settings).import_kiosks(rows)
-    _print_created(created, args.json)
-    print(f"{len(created)} kiosks created", file=sys.stderr)
-    return 0
-
-
-def parse_fleet_csv(text: str) -> list[tuple[str, str]]:
-    """CSV with a `name,location` header; row numbers in errors count the header as row 1."""
-    reader = csv.DictReader(io.StringIO(text))
-    if reader.fieldnames is None or {"name", "location"} - {f.strip() for f in reader.fieldnames}:
-        raise ImportRejected(1, "the header must name the columns name and location")
-    return _checked_rows(
-        ({k.strip(): v for k, v in row.items() if k} for row in reader), first_row=2
-    )
-
-
-def parse_fleet_yaml(text: str) -> list[tuple[str, str]]:
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ImportRejected(0, f"not valid YAML ({exc})") from None
-    if isinstance(document, dict) and "kiosks" in document:
-        document = document["kiosks"]
-    if not isinstance(document, list):
-        raise ImportRejected(0, "expected a list of {name, location} entries")
-    return _checked_rows(iter(document), first_row=1)
-
-
-def _checked_rows(rows: Any, first_row: int) -> list[tuple[str, str]]:
-    checked: list[tuple[str, str]] = []
-    seen: set[str] = set()
-    for number, row in enumerate(rows, start=first_row):
-        if not isinstance(row, dict):
-            raise ImportRejected(number, "expected name and location")
-        name, location = (str(row.get(k) or "").strip() for k in ("name", "location"))
-        if not name or not location:
-            raise ImportRejected(number, "name and location must not be empty")
-        if len(name) > 128 or len(location) > 256:
-            raise ImportRejected(number, "name is limited to 128 and location to 256 characters")
-        if name in seen:
-            raise ImportRejected(number, f"duplicate name {name!r} in the file")
-        seen.add(name)
-        checked.append((name, location))
-    if not checked:
-        raise ImportRejected(first_row, "the file lists no kiosks")
-    return checked
-
-
-def _required_text(value: str, flag: str) -> str:
-    text = value.strip()
-    if not text:
-        raise InvalidInput(flag, "must not be empty")
-    return text
-
-
-# -- tokens -------------------------------------------------------------------------------------
-
-
-def token_row(token: TokenRecord) -> dict[str, Any]:
-    return {
-        "id": token.id,
-        "name": token.name,
-        "created_at": format_utc(token.created_at),
-        "last_used_at": format_utc(token.last_used_at),
-        "revoked": token.revoked,
-    }
-
-
-def cmd_token_add(args: argparse.Namespace, settings: Settings) -> int:
-    token, secret = _store(settings).add_token(_required_text(args.name, "--name"))
-    if args.json:
-        _print_json({**token_row(token), "token": secret})
-    else:
-        print(secret)
-        print("Store this token now: it is not shown again.", file=sys.stderr)
-    return 0
-
-
-def cmd_token_list(args: argparse.Namespace, settings: Settings) -> int:
-    rows = [token_row(t) for t in _store(settings).list_tokens()]
-    if args.json:
-        _print_json(rows)
-    else:
-        columns = ["id", "name", "created_at", "last_used_at", "revoked"]
-        _print_table(columns, [[row[c] for c in columns] for row in rows])
-    return 0
-
-
-def cmd_token_revoke(args: argparse.Namespace, settings: Settings) -> int:
-    _store(settings).revoke_token(args.id)
-    print(f"token {args.id} revoked", file=sys.stderr)
-    return 0
 
 
 if __name__ == "__main__":

@@ -15,8 +15,8 @@ CONFINED = {
     "falcon": {"app", "resources"},
     "pony": {"models", "store", "schema"},
     "waitress": {"cli"},
-    # config reads settings; cli reads fleet files for `kiosk import`
-    "yaml": {"config", "cli"},
+    # config reads settings; fleetfile reads the files of `kiosk import`
+    "yaml": {"config", "fleetfile"},
     "yoyo": {"schema"},
 }
 
