@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import unicodedata
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,6 +16,9 @@ from .status import KioskState
 MAX_BODY_BYTES = 16 * 1024
 FIELD_LIMITS = {"app_version": 64, "device_info": 256}
 _KNOWN_FIELDS = (*FIELD_LIMITS, "sent_at")
+# Unicode categories Cc (C0, DEL, C1 controls) and Cs (lone surrogates), as one regex: a
+# per-character unicodedata lookup cost ~10 us on every heartbeat.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,7 @@ def _text_field(document: dict[str, Any], field: str) -> str | None:
     limit = FIELD_LIMITS[field]
     if len(value) > limit:
         raise InvalidHeartbeat(field, f"longer than {limit} characters")
-    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value):
+    if _CONTROL.search(value):
         raise InvalidHeartbeat(field, "contains control characters")
     return value
 
