@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from . import keys
@@ -24,7 +25,7 @@ from .errors import (
 from .metrics import ServiceMetrics
 from .payload import MAX_BODY_BYTES, parse_heartbeat, status_document
 from .records import HeartbeatWrite, KioskRecord, Outcome
-from .status import KioskStatus, judge, retry_after_seconds
+from .status import KioskState, KioskStatus, judge, retry_after_seconds
 from .store import Store
 from .writer import HeartbeatWriter
 
@@ -165,7 +166,7 @@ class KioskService:
     def describe(self, kiosk: KioskRecord) -> dict[str, Any]:
         return status_document(kiosk, self.judge(kiosk, self.clock()))
 
-    def judge(self, kiosk: KioskRecord, now: Any) -> Any:
+    def judge(self, kiosk: KioskRecord, now: datetime) -> KioskState:
         return judge(
             is_active=kiosk.is_active,
             last_heartbeat_at=kiosk.last_heartbeat_at,
