@@ -188,7 +188,10 @@ def cmd_kiosk_remove(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_kiosk_import(args: argparse.Namespace, settings: Settings) -> int:
-    text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text("utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(args.file, f"cannot read the fleet file ({exc})") from None
     suffix = Path(args.file).suffix.lower()
     rows = parse_fleet_yaml(text) if suffix in (".yml", ".yaml") else parse_fleet_csv(text)
     created = _store(settings).import_kiosks(rows)
@@ -197,10 +200,18 @@ def cmd_kiosk_import(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+_LIMITS = {"--name": 128, "--location": 256}
+
+
 def _required_text(value: str, flag: str) -> str:
+    """Checked here so a bad flag is a usage error (exit 2), not a database exception."""
     text = value.strip()
     if not text:
         raise InvalidInput(flag, "must not be empty")
+    if len(text) > _LIMITS[flag]:
+        raise InvalidInput(flag, f"longer than {_LIMITS[flag]} characters")
+    if any(ch < " " or ch == "\x7f" for ch in text):
+        raise InvalidInput(flag, "contains control characters (tab, newline, ...)")
     return text
 
 

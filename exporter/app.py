@@ -115,6 +115,10 @@ def _handle_domain_error(
         resp.set_header("WWW-Authenticate", "Bearer")
     if isinstance(exc, UnknownKey):
         body["description"] = "send the kiosk's API key in the X-Kiosk-API-Key header"
+    elif isinstance(exc, UnknownToken):
+        body["description"] = "send a valid token as Authorization: Bearer <token>"
+    elif isinstance(exc, KioskInactive):
+        body["description"] = "an operator deactivated this kiosk; its heartbeats are refused"
     resp.status = status
     resp.media = body
 

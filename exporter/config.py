@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -12,6 +13,7 @@ from urllib.parse import unquote, urlsplit
 import yaml
 
 from .errors import ConfigError
+from .status import version_key
 
 ENV_PREFIX = "KIOSK_EXPORTER_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -190,8 +192,10 @@ def _coerce(name: str, value: Any) -> Any:
         raise ValueError(f"expected a number or text, got {value!r}")
     if kind in ("int", "float"):
         number = _number(value, int if kind == "int" else float)
-        if number < _MINIMUMS[name] or (name == "port" and number > 65535):
-            raise ValueError(f"{number} is out of range (minimum {_MINIMUMS[name]:g})")
+        if number < _MINIMUMS[name]:
+            raise ValueError(f"{number} is below the minimum {_MINIMUMS[name]:g}")
+        if name == "port" and number > 65535:
+            raise ValueError(f"{number} is above the maximum 65535")
         return number
     text = str(value).strip()
     if name == "log_level":
@@ -200,6 +204,12 @@ def _coerce(name: str, value: Any) -> Any:
         return text.upper()
     if name == "database":
         parse_database_url(text)
+    if name == "latest_app_version":
+        if not isinstance(value, str):
+            # YAML reads 1.10 as the number 1.1: only a quoted version means what it says.
+            raise ValueError(f"{value!r} must be quoted text, e.g. \"1.10.0\"")
+        if version_key(text) is None:
+            raise ValueError(f"{text!r} is not a version such as 1.10.0")
     if not text and kind == "str":
         raise ValueError("must not be empty")
     return text or None
@@ -212,4 +222,6 @@ def _number(value: Any, kind: type) -> int | float:
         raise ValueError(f"{value!r} is not a{'n integer' if kind is int else ' number'}") from None
     if kind is int and isinstance(value, float) and value != number:
         raise ValueError(f"{value!r} is not an integer")
+    if not math.isfinite(number):
+        raise ValueError(f"{value!r} is not a finite number")
     return number  # type: ignore[no-any-return]

@@ -39,6 +39,8 @@ def parse_heartbeat(body: bytes) -> HeartbeatPayload:
         document = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidHeartbeat("body", f"not valid JSON ({exc})") from None
+    except RecursionError:  # 16 KiB of "[" nests deeper than the parser's recursion limit
+        raise InvalidHeartbeat("body", "JSON nested too deeply") from None
     if not isinstance(document, dict):
         raise InvalidHeartbeat("body", "must be a JSON object")
     unknown = sorted(set(document) - set(_KNOWN_FIELDS))

@@ -55,6 +55,8 @@ class HealthResource:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.media = {"status": "ok"}
 
+    on_head = on_get  # some load balancers probe with HEAD
+
 
 class ReadyResource:
     def __init__(self, service: KioskService) -> None:
@@ -62,6 +64,8 @@ class ReadyResource:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.media = self._service.readiness()
+
+    on_head = on_get
 
 
 class MetricsResource:

@@ -175,8 +175,9 @@ class KioskService:
         )
 
     def readiness(self) -> dict[str, Any]:
+        # No database name or path: /readyz is unauthenticated, for load balancers.
         self.store.ping()
-        return {"status": "ready", "database": self.store.description}
+        return {"status": "ready"}
 
 
 def _is_json(content_type: str | None) -> bool:

@@ -189,3 +189,34 @@ def test_empty_names_are_usage_errors(cli):
     code, _, err = cli("kiosk", "add", "--name", "  ", "--location", "L")
     assert code == 2
     assert "--name" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (("--name", "N" * 129, "--location", "L"), "--name"),
+        (("--name", "N", "--location", "L" * 257), "--location"),
+        (("--name", "tab\there", "--location", "L"), "--name"),
+        (("--name", "N", "--location", "Hall\nA"), "--location"),
+    ],
+)
+def test_bad_names_and_locations_are_usage_errors_without_traceback(cli, args, flag):
+    code, _, err = cli("kiosk", "add", *args)
+    assert code == 2
+    assert flag in err
+    assert "Traceback" not in err
+
+
+def test_an_unreadable_fleet_file_is_one_line_not_a_traceback(cli, tmp_path):
+    code, _, err = cli("kiosk", "import", str(tmp_path / "missing.csv"))
+    assert code == 2
+    assert "cannot read the fleet file" in err
+    latin1 = tmp_path / "fleet.csv"
+    latin1.write_bytes("name,location\nCafé,Hall\n".encode("latin-1"))
+    assert cli("kiosk", "import", str(latin1))[0] == 2
+
+
+def test_a_csv_saved_by_excel_with_a_bom_imports(cli, tmp_path):
+    fleet = tmp_path / "fleet.csv"
+    fleet.write_bytes("name,location\nK1,Hall\n".encode("utf-8-sig"))
+    assert cli("kiosk", "import", str(fleet))[0] == 0

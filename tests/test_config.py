@@ -135,3 +135,26 @@ def test_relative_sqlite_paths_resolve_against_the_working_directory(tmp_path, m
     assert parse_database_url("sqlite:///data/k.db").params["filename"] == str(
         tmp_path / "data/k.db"
     )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("ONLINE_THRESHOLD_SECONDS", "nan"),
+        ("DATABASE_TIMEOUT_SECONDS", "inf"),
+        ("LATEST_APP_VERSION", "banana"),
+    ],
+)
+def test_values_that_would_silently_break_status_are_refused(variable, value):
+    with pytest.raises(ConfigError) as error:
+        load_settings(None, {f"KIOSK_EXPORTER_{variable}": value})
+    assert variable.lower() in str(error.value)
+
+
+def test_an_unquoted_yaml_version_is_refused_since_yaml_reads_1_10_as_1_1(tmp_path):
+    with pytest.raises(ConfigError, match="quoted"):
+        load_settings(write(tmp_path, "latest_app_version: 1.10\n"), {})
+    assert (
+        load_settings(write(tmp_path, 'latest_app_version: "1.10"\n'), {}).latest_app_version
+        == "1.10"
+    )

@@ -68,3 +68,9 @@ def test_limits_count_characters_not_bytes():
     device = "Tablette d'accueil - Bâtiment É " * 8  # 256 characters, more bytes
     assert len(device) == 256
     assert parse_heartbeat(json.dumps({"device_info": device}).encode()).device_info == device
+
+
+def test_json_nested_too_deeply_is_a_400_not_a_crash():
+    with pytest.raises(InvalidHeartbeat) as error:
+        parse_heartbeat(b'{"device_info":' + b"[" * 5000 + b"]" * 5000 + b"}")
+    assert error.value.field == "body"

@@ -128,6 +128,8 @@ def test_a_locked_database_is_503_with_retry_after_and_the_service_recovers(tmp_
             assert refused.status == 503
             assert int(refused.headers["retry-after"]) >= 1
             assert refused.json["title"] == "Database unavailable"
+            # a load balancer must stop sending heartbeats here while writes fail
+            assert request("GET", service.url + "/readyz").status == 503
         finally:
             locker.execute("ROLLBACK")
             locker.close()
