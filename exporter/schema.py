@@ -158,6 +158,9 @@ def require_current(
     """
     found = status(url, timeout_seconds=timeout_seconds)
     if found.pending and (upgrade_pending or (url.provider == "sqlite" and found.empty)):
+        if url.provider == "sqlite" and found.empty and not upgrade_pending:
+            # A mistyped path would otherwise serve an empty fleet without a word.
+            log.warning("new empty database created at %s", url.describe())
         upgrade(url, timeout_seconds=timeout_seconds)
         found = status(url, timeout_seconds=timeout_seconds)
     if found.pending:

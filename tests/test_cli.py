@@ -220,3 +220,12 @@ def test_a_csv_saved_by_excel_with_a_bom_imports(cli, tmp_path):
     fleet = tmp_path / "fleet.csv"
     fleet.write_bytes("name,location\nK1,Hall\n".encode("utf-8-sig"))
     assert cli("kiosk", "import", str(fleet))[0] == 0
+
+
+def test_a_new_sqlite_file_is_announced_so_a_mistyped_path_is_noticed(tmp_path):
+    database = f"sqlite:///{tmp_path / 'typo.db'}"
+    first = run_cli("kiosk", "list", database=database)
+    assert first.returncode == 0
+    assert "new empty database created at" in first.stderr
+    again = run_cli("kiosk", "list", database=database)
+    assert "new empty database" not in again.stderr
