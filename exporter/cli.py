@@ -213,16 +213,22 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from .logs import configure_serve_logging
+
+    log_writer = configure_serve_logging(settings.log_level)
+    try:
+        return _serve(args, settings)
+    finally:
+        # The last lines ("stopped", shutdown errors) reach the log before the process ends.
+        logging.getLogger().removeHandler(log_writer)
+        log_writer.close()
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from waitress import create_server
 
     from .app import app_from_settings
 
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # waitress warns once per queued request while saturated: a flood that costs ~5 % of the
-    # CPU exactly when it is scarce. kiosk_exporter_request_duration_seconds shows queueing.
-    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     if getattr(args, "upgrade", False):
         cmd_db_upgrade(args, settings)
     application = app_from_settings(settings)

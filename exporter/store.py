@@ -33,29 +33,41 @@ _KIOSK_COLUMNS = (
 )
 
 
-def _batch_update_sql(size: int) -> str:
-    """One UPDATE for a whole batch of heartbeats (distinct kiosks), in portable SQL.
+@functools.lru_cache(maxsize=64)
+def _batch_update_sql(size: int, mark: str) -> str:
+    """One UPDATE for a whole batch of heartbeats (distinct kiosks), in portable SQL with
+    the driver's positional placeholder `mark`; _batch_update_args() orders the values.
 
     Each row's own conditions (key hash, activity, rate limit) sit in the WHERE clause, so
     the statement itself refuses what it must: nothing cached outside can grant a write.
     """
     rows = range(size)
-    when = " ".join
+    m = mark
+    keep = " ".join(f"WHEN {m} THEN coalesce({m}, {{0}})" for _ in rows)
+    fresh = f"(last_heartbeat_at IS NULL OR last_heartbeat_at <= {m})"
+    guards = " OR ".join(f"(id = {m} AND api_key_hash = {m} AND {fresh})" for _ in rows)
     return (
         "UPDATE kiosks SET "
-        f"last_heartbeat_at = CASE id {when(f'WHEN $i{n} THEN $t{n}' for n in rows)} END, "
-        "app_version = CASE id "
-        f"{when(f'WHEN $i{n} THEN coalesce($v{n}, app_version)' for n in rows)} END, "
-        "device_info = CASE id "
-        f"{when(f'WHEN $i{n} THEN coalesce($d{n}, device_info)' for n in rows)} END "
-        "WHERE is_active = $active AND ("
-        + " OR ".join(
-            f"(id = $i{n} AND api_key_hash = $h{n} "
-            f"AND (last_heartbeat_at IS NULL OR last_heartbeat_at <= $n{n}))"
-            for n in rows
-        )
-        + ")"
+        f"last_heartbeat_at = CASE id {' '.join(f'WHEN {m} THEN {m}' for _ in rows)} END, "
+        f"app_version = CASE id {keep.format('app_version')} END, "
+        f"device_info = CASE id {keep.format('device_info')} END "
+        f"WHERE is_active = {m} AND ({guards})"
     )
+
+
+def _batch_update_args(rows: Sequence[tuple[Any, ...]]) -> list[Any]:
+    """Values for _batch_update_sql, from (id, time, version, device, hash, not_after) rows."""
+    args: list[Any] = []
+    for kiosk_id, at, _, _, _, _ in rows:
+        args += (kiosk_id, at)
+    for kiosk_id, _, version, _, _, _ in rows:
+        args += (kiosk_id, version)
+    for kiosk_id, _, _, device, _, _ in rows:
+        args += (kiosk_id, device)
+    args.append(True)
+    for kiosk_id, _, _, _, key_hash, not_after in rows:
+        args += (kiosk_id, key_hash, not_after)
+    return args
 
 
 def _session(method: Callable[P, R]) -> Callable[P, R]:
@@ -87,6 +99,7 @@ class Store:
         self._sqlite = url.provider == "sqlite"
         # SQLite has no FOR UPDATE; Pony's BEGIN IMMEDIATE already holds its write lock.
         self._lock_rows = "" if self._sqlite else " FOR UPDATE"
+        self._mark = "?" if schema.db.provider.paramstyle == "qmark" else "%s"
 
     @property
     def description(self) -> str:
@@ -99,7 +112,9 @@ class Store:
     # -- time conversion: aware UTC outside, naive UTC inside -------------------------------
 
     def _to_db(self, moment: datetime) -> Any:
-        naive = moment.astimezone(timezone.utc).replace(tzinfo=None)
+        if moment.tzinfo is not timezone.utc:
+            moment = moment.astimezone(timezone.utc)
+        naive = moment.replace(tzinfo=None)
         # Raw SQL on SQLite compares text: keep the fixed-width form Pony itself writes.
         return naive.isoformat(" ", "microseconds") if self._sqlite else naive
 
@@ -313,16 +328,28 @@ class Store:
         return HeartbeatResult(Outcome.ACCEPTED)
 
     def _apply(self, writes: Sequence[HeartbeatWrite], interval: timedelta) -> int:
-        """Run the batch UPDATE; returns how many rows it changed."""
-        params: dict[str, Any] = {"active": True}
-        for n, write in enumerate(writes):
-            params[f"i{n}"] = write.kiosk_id
-            params[f"t{n}"] = self._to_db(write.received_at)
-            params[f"v{n}"] = write.app_version
-            params[f"d{n}"] = write.device_info
-            params[f"h{n}"] = write.key_hash
-            params[f"n{n}"] = self._to_db(write.received_at - interval)
-        return int(self._db.execute(_batch_update_sql(len(writes)), params).rowcount)
+        """Run the batch UPDATE; returns how many rows it changed.
+
+        Straight to the driver's cursor with a cached statement: Pony's execute() parses
+        the `$name` text and evaluates an argument tuple on every call, a third of the
+        writer thread's time with batches of 16. The provider's execute() still maps
+        driver errors to Pony's (and so to 503s)."""
+        to_db = self._to_db
+        rows = [
+            (
+                w.kiosk_id,
+                to_db(w.received_at),
+                w.app_version,
+                w.device_info,
+                w.key_hash,
+                to_db(w.received_at - interval),
+            )
+            for w in writes
+        ]
+        sql = _batch_update_sql(len(rows), self._mark)
+        cursor = self._db.get_connection().cursor()
+        self._db.provider.execute(cursor, sql, tuple(_batch_update_args(rows)))
+        return int(cursor.rowcount)
 
     @_storage_errors
     @_session

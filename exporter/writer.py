@@ -24,10 +24,20 @@ class HeartbeatSink(Protocol):
     def close(self) -> None: ...
 
 
-@dataclass(eq=False)
+def _held_lock() -> threading.Lock:
+    lock = threading.Lock()
+    lock.acquire()
+    return lock
+
+
+@dataclass(eq=False, slots=True)
 class _Pending:
+    """One request waiting for its batch. `done` is a lock the writer releases once: an
+    Event costs a Condition per request and a notify_all under its lock, which made
+    waking the threads of a batch 8 % of the writer thread's time."""
+
     write: HeartbeatWrite
-    done: threading.Event = field(default_factory=threading.Event)
+    done: threading.Lock = field(default_factory=_held_lock)
     result: HeartbeatResult | None = None
     error: ExporterError | None = None
 
@@ -75,7 +85,7 @@ class HeartbeatWriter:
             raise StorageUnavailable("the service is shutting down")
         pending = _Pending(write)
         self._queue.put(pending)
-        if not pending.done.wait(self._wait_timeout):
+        if not pending.done.acquire(timeout=self._wait_timeout):
             raise StorageUnavailable("the database did not answer in time")
         if pending.error is not None:
             raise pending.error
@@ -137,10 +147,10 @@ class HeartbeatWriter:
             return
         for pending, result in zip(batch, results, strict=True):
             pending.result = result
-            pending.done.set()
+            pending.done.release()
 
     @staticmethod
     def _fail(batch: list[_Pending], error: ExporterError) -> None:
         for pending in batch:
             pending.error = error
-            pending.done.set()
+            pending.done.release()
