@@ -173,6 +173,7 @@ def wrk(
     connections: int,
     rate: int | None = None,
     latency_ms: float = 0.0,
+    start: int = 0,
 ) -> dict[str, float]:
     """Run wrk with the heartbeat script; returns its WRK_RESULT figures plus requests/s."""
     threads = 2
@@ -183,6 +184,7 @@ def wrk(
         "CONNECTIONS": str(connections),
         "RATE": str(rate or 0),
         "LATENCY_MS": str(latency_ms),
+        "START": str(start),
     }
     command = [
         "wrk",

@@ -15,7 +15,8 @@ function init(args)
     keys[#keys + 1] = line
   end
   local nthreads = tonumber(os.getenv("WRK_THREADS") or "1")
-  position = math.floor(id * #keys / nthreads)
+  -- START: how far each thread moved along the file in earlier runs, to carry on from there.
+  position = (math.floor(id * #keys / nthreads) + tonumber(os.getenv("START") or "0")) % #keys
   local rate = tonumber(os.getenv("RATE") or "0")
   local connections = tonumber(os.getenv("CONNECTIONS") or "1")
   -- wrk waits delay() after each answer, so subtract the latency measured by a

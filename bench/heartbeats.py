@@ -31,13 +31,15 @@ TARGET_RATE = 1667  # 100,000 kiosks at one heartbeat a minute
 PACED_CONNECTIONS = 64
 
 
-def load(url: str, keys_file: Path, rate: int | None, seconds: int, args) -> dict:
+def load(url: str, keys_file: Path, rate: int | None, seconds: int, args, start: int = 0) -> dict:
     if rate:
         return paced_wrk(url, keys_file, seconds=seconds, connections=PACED_CONNECTIONS, rate=rate)
-    return wrk(url, keys_file, seconds=seconds, connections=args.connections)
+    return wrk(url, keys_file, seconds=seconds, connections=args.connections, start=start)
 
 
-def load_replicas(servers: list, key_files: list[Path], rate: int | None, seconds: int, args):
+def load_replicas(
+    servers: list, key_files: list[Path], rate: int | None, seconds: int, args, start: int = 0
+) -> dict:
     """Drive every replica at once, each with its share of the fleet and of the rate; the
     result also holds how many heartbeats the services committed meanwhile."""
     share = rate // len(servers) if rate else None
@@ -45,7 +47,7 @@ def load_replicas(servers: list, key_files: list[Path], rate: int | None, second
     with ThreadPoolExecutor(len(servers)) as pool:
         results = list(
             pool.map(
-                lambda pair: load(pair[0].url, pair[1], share, seconds, args),
+                lambda pair: load(pair[0].url, pair[1], share, seconds, args, start),
                 zip(servers, key_files, strict=True),
             )
         )
@@ -59,11 +61,13 @@ def load_replicas(servers: list, key_files: list[Path], rate: int | None, second
 def first_contact(servers: list, key_files: list[Path], kiosks: int, args) -> dict:
     """Saturated until every kiosk has sent a heartbeat: the minute after a restart, when
     each key costs one lookup before the key cache knows it. Later runs are steady state.
-    wrk's two threads walk the key file from its start and its middle, so `kiosks`
-    heartbeats reach every kiosk once. Latencies: the worst 5-second window."""
+    wrk's two threads walk the key file from its start and its middle, each run carrying on
+    where the last stopped, so `kiosks` heartbeats reach every kiosk once. Latencies: the
+    worst 5-second window."""
     runs: list[dict] = []
     while sum(r["committed"] for r in runs) < kiosks and len(runs) < 60:
-        runs.append(load_replicas(servers, key_files, None, 5, args))
+        walked = sum(r["requests"] for r in runs) // (2 * len(servers))  # per wrk thread
+        runs.append(load_replicas(servers, key_files, None, 5, args, start=walked))
     total = {k: sum(r[k] for r in runs) for k in ("requests", "errors", "committed")}
     seconds = sum(r["requests"] / r["rps"] for r in runs)
     worst = {k: max(r[k] for r in runs) for k in ("p50_us", "p99_us", "max_us", "rss_mb")}

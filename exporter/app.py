@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +40,7 @@ from .store import Store, open_store
 from .writer import HeartbeatWriter
 
 log = logging.getLogger(__name__)
-access_log = logging.getLogger("exporter.access")
+access_logger = logging.getLogger("exporter.access")
 
 # Domain error -> (HTTP status, title). One table, so every endpoint answers alike.
 _ERROR_STATUS: dict[type[ExporterError], tuple[int, str]] = {
@@ -75,13 +76,15 @@ def create_app(
     settings: Settings,
     registry: CollectorRegistry | None = None,
     clock: Clock = utc_now,
+    access_log: Callable[[str], None] | None = None,
 ) -> Application:
+    """`access_log` takes one line per request; by default the `exporter.access` logger."""
     registry = registry if registry is not None else CollectorRegistry()
     metrics = ServiceMetrics(registry)
     writer = HeartbeatWriter(store, min_interval_seconds=settings.min_heartbeat_interval_seconds)
     service = KioskService(store, writer, settings, clock, metrics, KeyDirectory())
     fleet = FleetCollector(store, settings, clock)
-    wsgi = falcon.App(middleware=[RequestObserver(metrics)])
+    wsgi = falcon.App(middleware=[RequestObserver(metrics, access_log or access_logger.info)])
     wsgi.req_options.auto_parse_qs_csv = False
     wsgi.add_route("/kiosk/heartbeat", HeartbeatResource(service))
     wsgi.add_route("/kiosk/status", KioskStatusResource(service))
@@ -95,9 +98,11 @@ def create_app(
     return Application(wsgi=wsgi, writer=writer, store=store, registry=registry)
 
 
-def app_from_settings(settings: Settings) -> Application:
+def app_from_settings(
+    settings: Settings, access_log: Callable[[str], None] | None = None
+) -> Application:
     store = open_store(settings.database_url, timeout_seconds=settings.database_timeout_seconds)
-    return create_app(store=store, settings=settings)
+    return create_app(store=store, settings=settings, access_log=access_log)
 
 
 def _handle_domain_error(
@@ -134,8 +139,9 @@ def _handle_unexpected(
 class RequestObserver:
     """Falcon middleware: request duration by route template, and one access-log line."""
 
-    def __init__(self, metrics: ServiceMetrics) -> None:
+    def __init__(self, metrics: ServiceMetrics, access_log: Callable[[str], None]) -> None:
         self._metrics = metrics
+        self._access_log = access_log
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.started = time.perf_counter()
@@ -148,6 +154,6 @@ class RequestObserver:
         status = str(resp.status_code)
         self._metrics.request_finished(req.uri_template or "unmatched", req.method, status, seconds)
         # The path only: keys and tokens travel in headers, never in what is logged here.
-        access_log.info(
-            '%s "%s %s" %s %.1fms', req.remote_addr, req.method, req.path, status, seconds * 1000
+        self._access_log(
+            f'{req.remote_addr} "{req.method} {req.path}" {status} {seconds * 1000:.1f}ms'
         )

@@ -217,21 +217,21 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     log_writer = configure_serve_logging(settings.log_level)
     try:
-        return _serve(args, settings)
+        return _serve(args, settings, log_writer.line_sink("exporter.access"))
     finally:
         # The last lines ("stopped", shutdown errors) reach the log before the process ends.
         logging.getLogger().removeHandler(log_writer)
         log_writer.close()
 
 
-def _serve(args: argparse.Namespace, settings: Settings) -> int:
+def _serve(args: argparse.Namespace, settings: Settings, access_log: Callable[[str], None]) -> int:
     from waitress import create_server
 
     from .app import app_from_settings
 
     if getattr(args, "upgrade", False):
         cmd_db_upgrade(args, settings)
-    application = app_from_settings(settings)
+    application = app_from_settings(settings, access_log)
     server = create_server(
         application.wsgi,
         host=settings.host,

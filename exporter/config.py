@@ -207,7 +207,7 @@ def _coerce(name: str, value: Any) -> Any:
     if name == "latest_app_version":
         if not isinstance(value, str):
             # YAML reads 1.10 as the number 1.1: only a quoted version means what it says.
-            raise ValueError(f"{value!r} must be quoted text, e.g. \"1.10.0\"")
+            raise ValueError(f'{value!r} must be quoted text, e.g. "1.10.0"')
         if version_key(text) is None:
             raise ValueError(f"{text!r} is not a version such as 1.10.0")
     if not text and kind == "str":

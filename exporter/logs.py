@@ -15,10 +15,15 @@ import logging
 import queue
 import sys
 import threading
+import time
+from collections.abc import Callable
 from typing import TextIO
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _DEFAULT = logging.Formatter(LOG_FORMAT)
+# A pre-rendered line: (time.time(), level name, logger name, message).
+_Line = tuple[float, str, str, str]
+_Item = logging.LogRecord | _Line | None
 
 
 class BackgroundLogWriter(logging.Handler):
@@ -40,12 +45,13 @@ class BackgroundLogWriter(logging.Handler):
     ) -> None:
         super().__init__(level)
         self._stream = stream if stream is not None else sys.stderr
-        self._queue: queue.SimpleQueue[logging.LogRecord | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._max_pending = max_pending
         self._max_batch = max_batch
         self._dropped = 0
         self._coalesce_seconds = coalesce_seconds
         self._pause = threading.Event()  # set by close(): the last lines go out at once
+        self._second = (-1, "")  # the formatted asctime of the last whole second seen
         self.setFormatter(logging.Formatter(LOG_FORMAT))
         self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
         self._thread.start()
@@ -65,6 +71,26 @@ class BackgroundLogWriter(logging.Handler):
             self.handleError(record)
             return
         self._queue.put(record)
+
+    def line_sink(self, logger_name: str, level: int = logging.INFO) -> Callable[[str], None]:
+        """A callable logging one ready-made line through `logger_name` at `level`.
+
+        For the access log: the same output as logger.info(line), without a LogRecord
+        (about 8 us, with its caller lookup) per request. The logger's level still decides.
+        """
+        logger = logging.getLogger(logger_name)
+        level_name = logging.getLevelName(level)
+        put, pending = self._queue.put, self._queue.qsize
+
+        def sink(line: str) -> None:
+            if not logger.isEnabledFor(level):
+                return
+            if pending() >= self._max_pending:
+                self._dropped += 1
+                return
+            put((time.time(), level_name, logger_name, line))
+
+        return sink
 
     def close(self) -> None:
         """Write everything queued, then stop the thread; later records go nowhere."""
@@ -88,9 +114,13 @@ class BackgroundLogWriter(logging.Handler):
                 return
             self._pause.wait(self._coalesce_seconds)
 
-    def _write(self, records: list[logging.LogRecord]) -> None:
+    def _write(self, records: list[logging.LogRecord | _Line]) -> None:
         lines = []
         for record in records:
+            if isinstance(record, tuple):
+                created, level_name, name, message = record
+                lines.append(f"{self._asctime(created)} {level_name} {name}: {message}\n")
+                continue
             try:
                 lines.append(self.format(record) + "\n")
             except Exception:
@@ -114,8 +144,14 @@ class BackgroundLogWriter(logging.Handler):
             self._stream.write("".join(lines))
             self._stream.flush()
         except Exception:
-            if records:
-                self.handleError(records[-1])
+            self.handleError(logging.makeLogRecord({"msg": "writing the log failed"}))
+
+    def _asctime(self, created: float) -> str:
+        """What logging.Formatter's default asctime gives (local time, milliseconds)."""
+        second = int(created)
+        if second != self._second[0]:
+            self._second = (second, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second)))
+        return f"{self._second[1]},{int((created - second) * 1000):03d}"
 
 
 def configure_serve_logging(level: int | str, stream: TextIO | None = None) -> BackgroundLogWriter:

@@ -128,3 +128,26 @@ def test_serve_logging_routes_everything_through_one_writer():
         logging.getLogger("waitress.queue").setLevel(logging.NOTSET)
     assert stream.getvalue().count("\n") == 1
     assert 'INFO exporter.access: 127.0.0.1 "POST /kiosk/heartbeat" 200' in stream.getvalue()
+
+
+def test_access_lines_look_like_logged_lines_and_follow_the_logger_level():
+    stream = io.StringIO()
+    handler = BackgroundLogWriter(stream)
+    access = logging.getLogger("tests.logs.access")
+    access.addHandler(handler)
+    access.propagate = False
+    sink = handler.line_sink("tests.logs.access")
+    try:
+        access.setLevel(logging.INFO)
+        access.info('127.0.0.1 "POST /kiosk/heartbeat" 200 1.0ms')
+        sink('127.0.0.1 "POST /kiosk/heartbeat" 200 1.1ms')
+        access.setLevel(logging.WARNING)  # log_level: WARNING silences the access log
+        sink('127.0.0.1 "POST /kiosk/heartbeat" 200 1.2ms')
+    finally:
+        access.removeHandler(handler)
+        handler.close()
+    logged, sunk = stream.getvalue().splitlines()
+    shape = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO tests\.logs\.access: 127\.0\.0\.1 "
+    assert re.match(shape + r'"POST /kiosk/heartbeat" 200 1\.0ms$', logged)
+    assert re.match(shape + r'"POST /kiosk/heartbeat" 200 1\.1ms$', sunk)
+    assert logged[:19] <= sunk[:19]
