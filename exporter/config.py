@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 from collections.abc import Mapping
@@ -158,7 +159,26 @@ def _read_file(path: Path, problems: list[str]) -> dict[str, Any]:
     return {k: v for k, v in document.items() if k in _FIELDS}
 
 
+# Variables with the prefix that are not settings: the config path, and the agent's key.
+_OTHER_VARIABLES = frozenset({ENV_PREFIX + "CONFIG", ENV_PREFIX + "API_KEY"})
+
+
+def _known_variables() -> frozenset[str]:
+    return (
+        _OTHER_VARIABLES
+        | {ENV_PREFIX + name.upper() for name in _FIELDS}
+        | {ENV_PREFIX + name.upper() + "_FILE" for name in _SECRETS}
+    )
+
+
 def _from_environ(environ: Mapping[str, str], problems: list[str]) -> dict[str, Any]:
+    """A mistyped variable (KIOSK_EXPORTER_DATABSE) would silently leave the default in
+    force, e.g. serve an empty SQLite fleet: like an unknown YAML key, it stops start-up."""
+    known = _known_variables()
+    for variable in sorted(v for v in environ if v.startswith(ENV_PREFIX) and v not in known):
+        close = difflib.get_close_matches(variable, known, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        problems.append(f"{variable}: unknown environment variable{hint}")
     values: dict[str, Any] = {}
     for name in _FIELDS:
         variable = ENV_PREFIX + name.upper()

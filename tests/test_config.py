@@ -158,3 +158,21 @@ def test_an_unquoted_yaml_version_is_refused_since_yaml_reads_1_10_as_1_1(tmp_pa
         load_settings(write(tmp_path, 'latest_app_version: "1.10"\n'), {}).latest_app_version
         == "1.10"
     )
+
+
+def test_a_mistyped_environment_variable_stops_start_up_with_a_suggestion():
+    with pytest.raises(ConfigError) as error:
+        load_settings(None, {"KIOSK_EXPORTER_DATABSE": "postgresql://kiosk@db/kiosk"})
+    assert (
+        "KIOSK_EXPORTER_DATABSE: unknown environment variable "
+        "(did you mean KIOSK_EXPORTER_DATABASE?)" in str(error.value)
+    )
+
+
+def test_the_agents_key_variable_and_secret_files_are_not_unknown(tmp_path):
+    from exporter.agent import API_KEY_ENV
+
+    token_file = tmp_path / "token"
+    token_file.write_text("s3cret\n")
+    environ = {API_KEY_ENV: "kk_x", "KIOSK_EXPORTER_METRICS_TOKEN_FILE": str(token_file)}
+    assert load_settings(None, environ).metrics_token == "s3cret"
