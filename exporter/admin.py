@@ -17,7 +17,7 @@ from . import schema
 from .clock import format_utc
 from .config import Settings
 from .errors import InvalidInput
-from .fleetfile import parse_fleet_csv, parse_fleet_yaml
+from .fleetfile import LIMITS, parse_fleet_csv, parse_fleet_yaml, text_problem
 from .records import KioskRecord, TokenRecord
 from .store import Store, open_store
 
@@ -200,18 +200,12 @@ def cmd_kiosk_import(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-_LIMITS = {"--name": 128, "--location": 256}
-
-
 def _required_text(value: str, flag: str) -> str:
     """Checked here so a bad flag is a usage error (exit 2), not a database exception."""
     text = value.strip()
-    if not text:
-        raise InvalidInput(flag, "must not be empty")
-    if len(text) > _LIMITS[flag]:
-        raise InvalidInput(flag, f"longer than {_LIMITS[flag]} characters")
-    if any(ch < " " or ch == "\x7f" for ch in text):
-        raise InvalidInput(flag, "contains control characters (tab, newline, ...)")
+    problem = text_problem(text, LIMITS[flag.removeprefix("--")])
+    if problem:
+        raise InvalidInput(flag, problem)
     return text
 
 

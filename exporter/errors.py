@@ -89,10 +89,11 @@ class StorageUnavailable(ExporterError):
 class ImportRejected(ExporterError):
     """A fleet import file with a bad row: nothing is created."""
 
-    def __init__(self, row: int, reason: str) -> None:
+    def __init__(self, row: int | None, reason: str) -> None:
+        """`row` None: the file as a whole (not YAML, no rows)."""
         self.row = row
         self.reason = reason
-        super().__init__(f"row {row}: {reason}")
+        super().__init__(reason if row is None else f"row {row}: {reason}")
 
 
 class SchemaBehind(ExporterError):

@@ -1,4 +1,9 @@
-"""Fleet files for `kiosk import`: CSV or YAML rows of name and location, checked whole."""
+"""Fleet files for `kiosk import`: CSV or YAML rows of name and location, checked whole.
+
+Operators provision hundreds of tablets from a spreadsheet at once: anything unexpected
+(an extra column, a list where text belongs, a tab in a name) rejects the file, naming the
+row, rather than importing something other than what the operator meant.
+"""
 
 from __future__ import annotations
 
@@ -10,26 +15,44 @@ import yaml
 
 from .errors import ImportRejected
 
+LIMITS = {"name": 128, "location": 256}
+_COLUMNS = ("name", "location")
+
+
+def text_problem(text: str, limit: int) -> str | None:
+    """Why a kiosk name or location is unacceptable (also for `kiosk add`), or None."""
+    if not text:
+        return "must not be empty"
+    if len(text) > limit:
+        return f"longer than {limit} characters"
+    if any(ch < " " or ch == "\x7f" for ch in text):
+        return "contains control characters (tab, newline, ...)"
+    return None
+
 
 def parse_fleet_csv(text: str) -> list[tuple[str, str]]:
     """CSV with a `name,location` header; row numbers in errors count the header as row 1."""
     reader = csv.DictReader(io.StringIO(text))
-    if reader.fieldnames is None or {"name", "location"} - {f.strip() for f in reader.fieldnames}:
+    columns = [f.strip() for f in reader.fieldnames or []]
+    if set(_COLUMNS) - set(columns):
         raise ImportRejected(1, "the header must name the columns name and location")
-    return _checked_rows(
-        ({k.strip(): v for k, v in row.items() if k} for row in reader), first_row=2
-    )
+    unknown = [c for c in columns if c not in _COLUMNS]
+    if unknown:
+        what = f"column {unknown[0]!r}" if unknown[0] else "an unnamed column"
+        raise ImportRejected(1, f"unknown {what}; the columns are name, location")
+    rows = ({(k or "").strip(): v for k, v in row.items()} for row in reader)
+    return _checked_rows(rows, first_row=2)
 
 
 def parse_fleet_yaml(text: str) -> list[tuple[str, str]]:
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ImportRejected(0, f"not valid YAML ({exc})") from None
+        raise ImportRejected(None, f"not valid YAML ({exc})") from None
     if isinstance(document, dict) and "kiosks" in document:
         document = document["kiosks"]
     if not isinstance(document, list):
-        raise ImportRejected(0, "expected a list of {name, location} entries")
+        raise ImportRejected(None, "expected a list of {name, location} entries")
     return _checked_rows(iter(document), first_row=1)
 
 
@@ -37,17 +60,32 @@ def _checked_rows(rows: Any, first_row: int) -> list[tuple[str, str]]:
     checked: list[tuple[str, str]] = []
     seen: set[str] = set()
     for number, row in enumerate(rows, start=first_row):
-        if not isinstance(row, dict):
-            raise ImportRejected(number, "expected name and location")
-        name, location = (str(row.get(k) or "").strip() for k in ("name", "location"))
-        if not name or not location:
-            raise ImportRejected(number, "name and location must not be empty")
-        if len(name) > 128 or len(location) > 256:
-            raise ImportRejected(number, "name is limited to 128 and location to 256 characters")
+        name, location = _checked_row(row, number)
         if name in seen:
             raise ImportRejected(number, f"duplicate name {name!r} in the file")
         seen.add(name)
         checked.append((name, location))
     if not checked:
-        raise ImportRejected(first_row, "the file lists no kiosks")
+        raise ImportRejected(None, "the file lists no kiosks")
     return checked
+
+
+def _checked_row(row: Any, number: int) -> tuple[str, str]:
+    if not isinstance(row, dict):
+        raise ImportRejected(number, "expected name and location")
+    if "" in row:  # csv.DictReader files surplus values under the key None, read as ""
+        raise ImportRejected(number, "more values than the header has columns")
+    unknown = sorted(str(k) for k in row if k not in _COLUMNS)
+    if unknown:
+        raise ImportRejected(number, f"unknown field {unknown[0]!r}; the fields are name, location")
+    values = []
+    for column in _COLUMNS:
+        value = row.get(column)
+        if value is not None and not isinstance(value, str):
+            raise ImportRejected(number, f"{column} must be text (quote it in YAML)")
+        text = (value or "").strip()
+        problem = text_problem(text, LIMITS[column])
+        if problem:
+            raise ImportRejected(number, f"{column} {problem}")
+        values.append(text)
+    return values[0], values[1]

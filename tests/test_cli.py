@@ -143,21 +143,36 @@ def test_import_a_yaml_fleet_as_json(cli, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("content", "message"),
+    ("filename", "content", "message"),
     [
-        ("name,location\nK1,Hall\nK2,\n", "row 3"),
-        ("name,location\nK1,Hall\nK1,Hall 2\n", "row 3: duplicate name"),
-        ("name,place\nK1,Hall\n", "row 1"),
-        ("name,location\nExisting,Hall\n", "'Existing' already exists"),
+        ("fleet.csv", "name,location\nK1,Hall\nK2,\n", "row 3"),
+        ("fleet.csv", "name,location\nK1,Hall\nK1,Hall 2\n", "row 3: duplicate name"),
+        ("fleet.csv", "name,place\nK1,Hall\n", "row 1"),
+        ("fleet.csv", "name,location\nExisting,Hall\n", "'Existing' already exists"),
+        ("fleet.csv", "name,location,serial\nK1,Hall,123\n", "row 1: unknown column 'serial'"),
+        ("fleet.csv", "name,location\nK1,Hall\nK2,Hall,extra\n", "row 3: more values than"),
+        ("fleet.csv", 'name,location\nK1,Hall\n"K\tTab",Hall\n', "row 3: name contains control"),
+        (
+            "fleet.yaml",
+            "- {name: K1, location: Hall}\n- {name: K2, location: [a]}\n",
+            "row 2: location",
+        ),
+        ("fleet.yaml", "- {name: 12, location: Hall}\n", "row 1: name must be text (quote it"),
+        ("fleet.yaml", "- {name: K1, location: Hall, notes: x}\n", "row 1: unknown field 'notes'"),
+        ("fleet.yaml", "kiosks: {name: K1}\n", "expected a list of {name, location} entries"),
+        ("fleet.yaml", "[unclosed\n", "not valid YAML"),
     ],
 )
-def test_a_bad_row_rejects_the_whole_import(cli, tmp_path, database_url, content, message):
+def test_a_bad_row_rejects_the_whole_import(
+    cli, tmp_path, database_url, filename, content, message
+):
     cli("kiosk", "add", "--name", "Existing", "--location", "Hall")
-    fleet = tmp_path / "fleet.csv"
+    fleet = tmp_path / filename
     fleet.write_text(content)
     code, out, err = cli("kiosk", "import", str(fleet))
     assert code == 1
     assert message in err
+    assert "row 0" not in err
     assert "kk_" not in out
     store = open_store(database_url)
     assert [k.name for k in store.list_kiosks()] == ["Existing"]
