@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from .errors import (
     KioskNotFound,
     PayloadTooLarge,
     RateLimited,
+    ShuttingDown,
     StorageUnavailable,
     UnknownKey,
     UnknownToken,
@@ -53,6 +55,7 @@ _ERROR_STATUS: dict[type[ExporterError], tuple[int, str]] = {
     UnsupportedMediaType: (415, "Unsupported media type"),
     RateLimited: (429, "Too many heartbeats"),
     StorageUnavailable: (503, "Database unavailable"),
+    ShuttingDown: (503, "Service is shutting down"),
 }
 
 
@@ -64,6 +67,11 @@ class Application:
     writer: HeartbeatWriter
     store: Store
     registry: CollectorRegistry
+    stopping: threading.Event
+
+    def begin_shutdown(self) -> None:
+        """From now on /readyz answers 503; requests are still served."""
+        self.stopping.set()
 
     def close(self) -> None:
         self.writer.stop()
@@ -82,7 +90,8 @@ def create_app(
     registry = registry if registry is not None else CollectorRegistry()
     metrics = ServiceMetrics(registry)
     writer = HeartbeatWriter(store, min_interval_seconds=settings.min_heartbeat_interval_seconds)
-    service = KioskService(store, writer, settings, clock, metrics, KeyDirectory())
+    stopping = threading.Event()
+    service = KioskService(store, writer, settings, clock, metrics, KeyDirectory(), stopping)
     fleet = FleetCollector(store, settings, clock)
     wsgi = falcon.App(middleware=[RequestObserver(metrics, access_log or access_logger.info)])
     wsgi.req_options.auto_parse_qs_csv = False
@@ -95,7 +104,7 @@ def create_app(
     wsgi.add_error_handler(ExporterError, _handle_domain_error)
     wsgi.add_error_handler(Exception, _handle_unexpected)
     writer.start()
-    return Application(wsgi=wsgi, writer=writer, store=store, registry=registry)
+    return Application(wsgi=wsgi, writer=writer, store=store, registry=registry, stopping=stopping)
 
 
 def app_from_settings(
@@ -114,7 +123,7 @@ def _handle_domain_error(
     body: dict[str, Any] = {"title": title, "description": str(exc)}
     if isinstance(exc, InvalidInput):
         body["field"] = exc.field
-    if isinstance(exc, RateLimited | StorageUnavailable):
+    if isinstance(exc, RateLimited | StorageUnavailable | ShuttingDown):
         resp.set_header("Retry-After", str(exc.retry_after))
     if isinstance(exc, UnknownToken):
         resp.set_header("WWW-Authenticate", "Bearer")

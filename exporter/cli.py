@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -228,6 +227,7 @@ def _serve(args: argparse.Namespace, settings: Settings, access_log: Callable[[s
     from waitress import create_server
 
     from .app import app_from_settings
+    from .server import serve_until_signalled
 
     if getattr(args, "upgrade", False):
         cmd_db_upgrade(args, settings)
@@ -254,22 +254,20 @@ def _serve(args: argparse.Namespace, settings: Settings, access_log: Callable[[s
         application.store.description,
         settings.online_threshold_seconds,
     )
-    _stop_on_sigterm()
     try:
-        server.run()
+        serve_until_signalled(
+            server,
+            grace_seconds=settings.shutdown_grace_seconds,
+            on_signal=application.begin_shutdown,
+        )
     finally:
-        # waitress stops accepting and finishes running requests; queued heartbeats commit.
+        # Every request received is answered by now (or the drain gave up): end the worker
+        # threads and the connections, then commit what the heartbeat writer still holds.
+        server.task_dispatcher.shutdown()
         server.close()
         application.close()
         log.info("stopped")
     return 0
-
-
-def _stop_on_sigterm() -> None:
-    def stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
 
 
 # -- tablets: agent, simulator, demo --------------------------------------------------------------

@@ -44,6 +44,7 @@ class Settings:
     port: int = 8000
     threads: int = 16
     connection_limit: int = 1000
+    shutdown_grace_seconds: float = 0.0
     online_threshold_seconds: float = 300.0
     heartbeat_interval_seconds: int = 60
     min_heartbeat_interval_seconds: float = 10.0
@@ -198,6 +199,7 @@ _MINIMUMS: dict[str, float] = {
     "port": 0,
     "threads": 1,
     "connection_limit": 1,
+    "shutdown_grace_seconds": 0,
     "online_threshold_seconds": 1,
     "heartbeat_interval_seconds": 1,
     "min_heartbeat_interval_seconds": 0,

@@ -86,6 +86,12 @@ class StorageUnavailable(ExporterError):
         super().__init__(reason)
 
 
+class ShuttingDown(ExporterError):
+    """The service received SIGTERM: load balancers should send traffic elsewhere."""
+
+    retry_after = 5
+
+
 class ImportRejected(ExporterError):
     """A fleet import file with a bad row: nothing is created."""
 

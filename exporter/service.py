@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +17,7 @@ from .errors import (
     KioskInactive,
     PayloadTooLarge,
     RateLimited,
+    ShuttingDown,
     StorageUnavailable,
     UnknownKey,
     UnknownToken,
@@ -76,6 +77,8 @@ class KioskService:
     clock: Clock
     metrics: ServiceMetrics
     directory: KeyDirectory
+    # Set on SIGTERM: /readyz turns 503 so load balancers drain this replica.
+    stopping: threading.Event = field(default_factory=threading.Event)
 
     def heartbeat(
         self, api_key: str | None, content_type: str | None, body: bytes
@@ -176,6 +179,8 @@ class KioskService:
 
     def readiness(self) -> dict[str, Any]:
         # No database name or path: /readyz is unauthenticated, for load balancers.
+        if self.stopping.is_set():
+            raise ShuttingDown("this replica is stopping; send traffic to another")
         self.store.ping()
         return {"status": "ready"}
 

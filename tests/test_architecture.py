@@ -14,7 +14,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "exporter"
 CONFINED = {
     "falcon": {"app", "resources"},
     "pony": {"models", "store", "schema"},
-    "waitress": {"cli"},
+    # cli creates the server; server runs its loop and drains it on SIGTERM
+    "waitress": {"cli", "server"},
     # config reads settings; fleetfile reads the files of `kiosk import`
     "yaml": {"config", "fleetfile"},
     "yoyo": {"schema"},

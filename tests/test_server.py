@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import signal
 import sqlite3
 import subprocess
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from exporter.store import open_store
@@ -167,6 +169,65 @@ def test_sigterm_stops_cleanly_and_answered_heartbeats_are_committed(tmp_path):
     store.close()
     assert set(answered) <= recorded
     assert any("stopped" in line for line in service.log_lines)
+
+
+def test_sigterm_answers_every_heartbeat_already_received(tmp_path):
+    """Two worker threads wait on a locked database, the other requests queue inside
+    waitress: a SIGTERM now must still answer and commit every one of them."""
+    settings = {"min_heartbeat_interval_seconds": 0, "threads": 2, "database_timeout_seconds": 8}
+    with RunningService(tmp_path, settings) as service:
+        store = open_store(service.database)
+        created = store.import_kiosks([(f"k{n}", "Site") for n in range(30)])
+        locker = sqlite3.connect(str(tmp_path / "kiosks.db"), isolation_level=None)
+        locker.execute("BEGIN EXCLUSIVE")
+        sent = threading.Semaphore(0)
+        replies: dict[int, int] = {}
+
+        def post(kiosk_id: int, key: str) -> None:
+            connection = http.client.HTTPConnection("127.0.0.1", service.port, timeout=30)
+            body = json.dumps({"app_version": "1.0.0"})
+            headers = {"X-Kiosk-API-Key": key, "Content-Type": "application/json"}
+            connection.request("POST", "/kiosk/heartbeat", body=body, headers=headers)
+            sent.release()
+            try:
+                replies[kiosk_id] = connection.getresponse().status
+            except OSError:
+                replies[kiosk_id] = 0  # closed without an answer
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=post, args=(k.id, key)) for k, key in created]
+        for thread in threads:
+            thread.start()
+        for _ in threads:
+            sent.acquire(timeout=10)
+        time.sleep(0.3)  # the server's loop reads what the kernel already holds
+        service.process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)  # SIGTERM arrives while every request is still waiting
+        locker.execute("ROLLBACK")
+        locker.close()
+        for thread in threads:
+            thread.join(30)
+        assert service.process.wait(20) == 0
+        recorded = {k.id for k in store.list_kiosks() if k.last_heartbeat_at is not None}
+        store.close()
+    assert sorted(replies.values()) == [200] * 30
+    assert recorded == {k.id for k, _ in created}
+
+
+def test_sigterm_grace_turns_readyz_503_while_heartbeats_are_still_served(tmp_path):
+    with RunningService(tmp_path, {"shutdown_grace_seconds": 3}) as service:
+        _, key = service.add_kiosk("Kiosk-Entrance", "Building A")
+        service.process.send_signal(signal.SIGTERM)
+        ready = service.wait_until(
+            lambda: (r := request("GET", service.url + "/readyz")).status == 503 and r, timeout=3
+        )
+        assert ready.json["title"] == "Service is shutting down"
+        assert int(ready.headers["retry-after"]) >= 1
+        assert service.heartbeat(key).status == 200
+        assert service.process.wait(20) == 0
+    assert any("stopping" in line for line in service.log_lines)
+    assert any(line.endswith("stopped") for line in service.log_lines)
 
 
 def test_logs_never_contain_keys_or_tokens(server):
