@@ -227,7 +227,7 @@ def _serve(args: argparse.Namespace, settings: Settings, access_log: Callable[[s
     from waitress import create_server
 
     from .app import app_from_settings
-    from .server import serve_until_signalled
+    from .server import addresses, serve_until_signalled
 
     if getattr(args, "upgrade", False):
         cmd_db_upgrade(args, settings)
@@ -248,9 +248,8 @@ def _serve(args: argparse.Namespace, settings: Settings, access_log: Callable[[s
         expose_tracebacks=False,
     )
     log.info(
-        "serving on http://%s:%s with %s (online threshold %gs)",
-        server.effective_host,
-        server.effective_port,
+        "serving on %s with %s (online threshold %gs)",
+        " and ".join(addresses(server)),
         application.store.description,
         settings.online_threshold_seconds,
     )

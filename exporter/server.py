@@ -11,8 +11,10 @@ flag; the main loop then
 3. returns, and the caller closes the server and the heartbeat writer.
 
 This uses waitress internals that its own run() and close() use (the socket map, each
-channel's `requests`, `request` and `total_outbufs_len`); tests/test_server.py holds the
-behaviour to them.
+channel's `requests`, `request` and `total_outbufs_len`); tests/test_server.py and
+tests/test_drain.py hold the behaviour to them. `server` is what waitress.create_server
+returns: one listening server, or a MultiSocketServer when the host name resolves to
+several addresses (localhost as 127.0.0.1 and ::1).
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from waitress import wasyncore
 from waitress.channel import HTTPChannel
+from waitress.server import BaseWSGIServer, MultiSocketServer
 
 log = logging.getLogger(__name__)
 
@@ -38,42 +42,67 @@ def serve_until_signalled(
 ) -> None:
     """Serve; on the first SIGTERM/SIGINT call `on_signal`, drain, and return."""
     stop = threading.Event()
+    sockets = _socket_map(server)
+    listeners = _listeners(sockets)
 
     def request_stop(signum: int, frame: object) -> None:
         if not stop.is_set():
             stop.set()
-            server.pull_trigger()  # wake the loop now, not at its next timeout
+            listeners[0].pull_trigger()  # wake the loop now, not at its next timeout
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        _turn(server, until=stop.is_set)
+        _turn(server.adj, sockets, until=stop.is_set)
         log.info("stopping: %gs of grace with /readyz at 503, then draining", grace_seconds)
         on_signal()
         deadline = time.monotonic() + grace_seconds
-        _turn(server, until=lambda: time.monotonic() >= deadline, timeout=0.1)
-        _drain(server)
+        _turn(server.adj, sockets, until=lambda: time.monotonic() >= deadline, timeout=0.1)
+        _drain(server.adj, sockets, listeners)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
 
-def _turn(server: Any, *, until: Callable[[], bool], timeout: float | None = None) -> None:
-    loop_timeout = server.adj.asyncore_loop_timeout if timeout is None else timeout
+def addresses(server: Any) -> list[str]:
+    """Where the server listens, for the start-up log line."""
+    return [
+        f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        for host, port in _listen(server)
+    ]
+
+
+def _listen(server: Any) -> list[tuple[str, int]]:
+    if isinstance(server, MultiSocketServer):
+        return list(server.effective_listen)
+    return [(server.effective_host, server.effective_port)]
+
+
+def _socket_map(server: Any) -> dict[int, Any]:
+    return server.map if isinstance(server, MultiSocketServer) else server._map  # type: ignore[no-any-return]
+
+
+def _listeners(sockets: dict[int, Any]) -> list[BaseWSGIServer]:
+    return [d for d in sockets.values() if isinstance(d, BaseWSGIServer)]
+
+
+def _turn(
+    adj: Any, sockets: dict[int, Any], *, until: Callable[[], bool], timeout: float | None = None
+) -> None:
+    loop_timeout = adj.asyncore_loop_timeout if timeout is None else timeout
     while not until():
-        server.asyncore.loop(
-            timeout=loop_timeout, map=server._map, use_poll=server.adj.asyncore_use_poll, count=1
-        )
+        wasyncore.loop(timeout=loop_timeout, map=sockets, use_poll=adj.asyncore_use_poll, count=1)
 
 
-def _drain(server: Any) -> None:
+def _drain(adj: Any, sockets: dict[int, Any], listeners: list[BaseWSGIServer]) -> None:
     """Stop accepting, close idle connections, and answer every request received."""
-    server.accepting = False
-    server.del_channel()  # the listening socket leaves the loop, then closes
-    server.socket.close()
+    for listener in listeners:
+        listener.accepting = False
+        listener.del_channel()  # the listening socket leaves the loop, then closes
+        listener.socket.close()
     deadline = time.monotonic() + DRAIN_TIMEOUT_SECONDS
     while True:
         busy = 0
-        for channel in list(server._map.values()):
+        for channel in list(sockets.values()):
             if not isinstance(channel, HTTPChannel):
                 continue  # waitress's wake-up trigger
             if channel.requests or channel.request is not None or channel.total_outbufs_len:
@@ -85,6 +114,4 @@ def _drain(server: Any) -> None:
         if time.monotonic() >= deadline:
             log.warning("stopping with %d connection(s) still busy", busy)
             return
-        server.asyncore.loop(
-            timeout=0.05, map=server._map, use_poll=server.adj.asyncore_use_poll, count=1
-        )
+        wasyncore.loop(timeout=0.05, map=sockets, use_poll=adj.asyncore_use_poll, count=1)
