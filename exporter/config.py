@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -162,6 +163,11 @@ def _read_file(path: Path, problems: list[str]) -> dict[str, Any]:
 
 # Variables with the prefix that are not settings: the config path, and the agent's key.
 _OTHER_VARIABLES = frozenset({ENV_PREFIX + "CONFIG", ENV_PREFIX + "API_KEY"})
+# Kubernetes adds <SERVICE>_SERVICE_HOST, <SERVICE>_PORT_8000_TCP_ADDR, ... to every pod for
+# each Service of the namespace: a Service named kiosk-exporter-metrics must not stop us,
+# and one named kiosk-exporter sets KIOSK_EXPORTER_PORT=tcp://10.0.0.7:8000, not a port.
+_SERVICE_LINK_VALUE = re.compile(r"(tcp|udp|sctp)://", re.IGNORECASE)
+_SERVICE_LINK = re.compile(r"_SERVICE_HOST|_SERVICE_PORT(_\w+)?|_PORT(_\d+_(TCP|UDP|SCTP)(_\w+)?)?")
 
 
 def _known_variables() -> frozenset[str]:
@@ -172,18 +178,24 @@ def _known_variables() -> frozenset[str]:
     )
 
 
+def _is_service_link(variable: str) -> bool:
+    name = "_" + variable.removeprefix(ENV_PREFIX)  # a Service named kiosk-exporter too
+    return any(_SERVICE_LINK.fullmatch(name[cut:]) for cut in range(len(name)) if name[cut] == "_")
+
+
 def _from_environ(environ: Mapping[str, str], problems: list[str]) -> dict[str, Any]:
     """A mistyped variable (KIOSK_EXPORTER_DATABSE) would silently leave the default in
     force, e.g. serve an empty SQLite fleet: like an unknown YAML key, it stops start-up."""
     known = _known_variables()
-    for variable in sorted(v for v in environ if v.startswith(ENV_PREFIX) and v not in known):
+    unknown = (v for v in environ if v.startswith(ENV_PREFIX) and v not in known)
+    for variable in sorted(v for v in unknown if not _is_service_link(v)):
         close = difflib.get_close_matches(variable, known, n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
         problems.append(f"{variable}: unknown environment variable{hint}")
     values: dict[str, Any] = {}
     for name in _FIELDS:
         variable = ENV_PREFIX + name.upper()
-        if variable in environ:
+        if variable in environ and not _SERVICE_LINK_VALUE.match(environ[variable]):
             values[name] = environ[variable]
     for name in _SECRETS:
         variable = ENV_PREFIX + name.upper() + "_FILE"

@@ -176,3 +176,28 @@ def test_the_agents_key_variable_and_secret_files_are_not_unknown(tmp_path):
     token_file.write_text("s3cret\n")
     environ = {API_KEY_ENV: "kk_x", "KIOSK_EXPORTER_METRICS_TOKEN_FILE": str(token_file)}
     assert load_settings(None, environ).metrics_token == "s3cret"
+
+
+def test_kubernetes_service_links_are_not_mistaken_for_settings():
+    environ = {
+        "KIOSK_EXPORTER_METRICS_SERVICE_HOST": "10.0.0.7",
+        "KIOSK_EXPORTER_METRICS_SERVICE_PORT": "8000",
+        "KIOSK_EXPORTER_METRICS_SERVICE_PORT_HTTP": "8000",
+        "KIOSK_EXPORTER_METRICS_PORT": "tcp://10.0.0.7:8000",
+        "KIOSK_EXPORTER_METRICS_PORT_8000_TCP": "tcp://10.0.0.7:8000",
+        "KIOSK_EXPORTER_METRICS_PORT_8000_TCP_ADDR": "10.0.0.7",
+        "KIOSK_EXPORTER_PORT": "9000",
+    }
+    assert load_settings(None, environ).port == 9000
+    with pytest.raises(ConfigError, match="KIOSK_EXPORTER_PROT: unknown"):
+        load_settings(None, {**environ, "KIOSK_EXPORTER_PROT": "9000"})
+
+
+def test_a_kubernetes_service_named_kiosk_exporter_does_not_set_the_port():
+    environ = {
+        "KIOSK_EXPORTER_SERVICE_HOST": "10.0.0.7",
+        "KIOSK_EXPORTER_SERVICE_PORT": "8000",
+        "KIOSK_EXPORTER_PORT": "tcp://10.0.0.7:8000",
+        "KIOSK_EXPORTER_PORT_8000_TCP_PORT": "8000",
+    }
+    assert load_settings(None, environ).port == 8000
