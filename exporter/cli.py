@@ -232,40 +232,47 @@ def _serve(args: argparse.Namespace, settings: Settings, access_log: Callable[[s
     if getattr(args, "upgrade", False):
         cmd_db_upgrade(args, settings)
     application = app_from_settings(settings, access_log)
-    server = create_server(
-        application.wsgi,
-        host=settings.host,
-        port=settings.port,
-        threads=settings.threads,
-        connection_limit=settings.connection_limit,
-        ident="kiosk-exporter",
-        # Heartbeats are tiny: refuse huge bodies before they are buffered.
-        max_request_body_size=1024 * 1024,
-        # With waitress's default of 1, a response written while its task still runs makes
-        # the main loop spin on a socket it may not flush yet: measured 60-200 loop turns
-        # per heartbeat and a tenth of the throughput once commits wake threads in groups.
-        send_bytes=WAITRESS_SEND_BYTES,
-        expose_tracebacks=False,
-    )
+    try:
+        server = create_server(
+            application.wsgi,
+            host=settings.host,
+            port=settings.port,
+            threads=settings.threads,
+            connection_limit=settings.connection_limit,
+            ident="kiosk-exporter",
+            # Heartbeats are tiny: refuse huge bodies before they are buffered.
+            max_request_body_size=1024 * 1024,
+            # With waitress's default of 1, a response written while its task still runs makes
+            # the main loop spin on a socket it may not flush yet: measured 60-200 loop turns
+            # per heartbeat and a tenth of the throughput once commits wake threads in groups.
+            send_bytes=WAITRESS_SEND_BYTES,
+            expose_tracebacks=False,
+        )
+    except OSError as exc:  # the port is taken, the address is not this host's, ...
+        application.close()
+        where = f"{settings.host}:{settings.port}"
+        raise RuntimeError(f"cannot listen on {where}: {exc.strerror or exc}") from None
     log.info(
         "serving on %s with %s (online threshold %gs)",
         " and ".join(addresses(server)),
         application.store.description,
         settings.online_threshold_seconds,
     )
-    try:
-        serve_until_signalled(
-            server,
-            grace_seconds=settings.shutdown_grace_seconds,
-            on_signal=application.begin_shutdown,
-        )
-    finally:
+
+    def cleanup() -> None:
         # Every request received is answered by now (or the drain gave up): end the worker
         # threads and the connections, then commit what the heartbeat writer still holds.
         server.task_dispatcher.shutdown()
         server.close()
         application.close()
-        log.info("stopped")
+
+    serve_until_signalled(
+        server,
+        grace_seconds=settings.shutdown_grace_seconds,
+        on_signal=application.begin_shutdown,
+        cleanup=cleanup,
+    )
+    log.info("stopped")
     return 0
 
 

@@ -219,6 +219,10 @@ _MINIMUMS: dict[str, float] = {
 }
 
 
+# A grace of 10000 (milliseconds meant) would keep a stopping replica up for hours.
+_MAXIMUMS: dict[str, float] = {"port": 65535, "shutdown_grace_seconds": 600}
+
+
 def _coerce(name: str, value: Any) -> Any:
     """Turn a YAML/env/flag value into the field's type, or say why it cannot be."""
     kind = _FIELDS[name].type
@@ -228,8 +232,8 @@ def _coerce(name: str, value: Any) -> Any:
         number = _number(value, int if kind == "int" else float)
         if number < _MINIMUMS[name]:
             raise ValueError(f"{number} is below the minimum {_MINIMUMS[name]:g}")
-        if name == "port" and number > 65535:
-            raise ValueError(f"{number} is above the maximum 65535")
+        if number > _MAXIMUMS.get(name, math.inf):
+            raise ValueError(f"{number} is above the maximum {_MAXIMUMS[name]:g}")
         return number
     text = str(value).strip()
     if name == "log_level":

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import csv
 import io
+import re
+from collections.abc import Iterator
 from typing import Any
 
 import yaml
@@ -16,6 +18,9 @@ import yaml
 from .errors import ImportRejected
 
 LIMITS = {"name": 128, "location": 256}
+# C0, DEL, C1 (NEL U+0085 included) and the Unicode line and paragraph separators: each
+# breaks a name across lines in `kiosk list`, logs and Grafana tables.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _COLUMNS = ("name", "location")
 
 
@@ -25,7 +30,7 @@ def text_problem(text: str, limit: int) -> str | None:
         return "must not be empty"
     if len(text) > limit:
         return f"longer than {limit} characters"
-    if any(ch < " " or ch == "\x7f" for ch in text):
+    if _CONTROL.search(text):
         return "contains control characters (tab, newline, ...)"
     return None
 
@@ -38,10 +43,19 @@ def parse_fleet_csv(text: str) -> list[tuple[str, str]]:
         raise ImportRejected(1, "the header must name the columns name and location")
     unknown = [c for c in columns if c not in _COLUMNS]
     if unknown:
-        what = f"column {unknown[0]!r}" if unknown[0] else "an unnamed column"
-        raise ImportRejected(1, f"unknown {what}; the columns are name, location")
-    rows = ({(k or "").strip(): v for k, v in row.items()} for row in reader)
-    return _checked_rows(rows, first_row=2)
+        what = f"unknown column {unknown[0]!r}" if unknown[0] else "a column without a name"
+        raise ImportRejected(1, f"{what}; the columns are name, location")
+    twice = [c for c in _COLUMNS if columns.count(c) > 1]
+    if twice:
+        raise ImportRejected(1, f"the column {twice[0]!r} appears twice")
+    return _checked_rows(_csv_rows(reader), first_row=2)
+
+
+def _csv_rows(reader: csv.DictReader[str]) -> Iterator[dict[str, Any]]:
+    for number, row in enumerate(reader, start=2):
+        if None in row:  # csv.DictReader files values beyond the header under None
+            raise ImportRejected(number, "more values than the header has columns")
+        yield {(k or "").strip(): v for k, v in row.items()}
 
 
 def parse_fleet_yaml(text: str) -> list[tuple[str, str]]:
@@ -50,6 +64,9 @@ def parse_fleet_yaml(text: str) -> list[tuple[str, str]]:
     except yaml.YAMLError as exc:
         raise ImportRejected(None, f"not valid YAML ({exc})") from None
     if isinstance(document, dict) and "kiosks" in document:
+        extra = sorted(str(k) for k in document if k != "kiosks")
+        if extra:
+            raise ImportRejected(None, f"unknown top-level key {extra[0]!r}; only kiosks")
         document = document["kiosks"]
     if not isinstance(document, list):
         raise ImportRejected(None, "expected a list of {name, location} entries")
@@ -73,8 +90,6 @@ def _checked_rows(rows: Any, first_row: int) -> list[tuple[str, str]]:
 def _checked_row(row: Any, number: int) -> tuple[str, str]:
     if not isinstance(row, dict):
         raise ImportRejected(number, "expected name and location")
-    if "" in row:  # csv.DictReader files surplus values under the key None, read as ""
-        raise ImportRejected(number, "more values than the header has columns")
     unknown = sorted(str(k) for k in row if k not in _COLUMNS)
     if unknown:
         raise ImportRejected(number, f"unknown field {unknown[0]!r}; the fields are name, location")

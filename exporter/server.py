@@ -8,7 +8,8 @@ flag; the main loop then
    balancer stops sending before the port closes;
 2. closes the listening socket and each idle connection, and keeps the loop turning until
    every request already received is answered and flushed (at most DRAIN_TIMEOUT_SECONDS);
-3. returns, and the caller closes the server and the heartbeat writer.
+3. runs the caller's clean-up: end the worker threads (<= 5 s), close the connections and
+   commit what the heartbeat writer holds (<= 10 s).
 
 This uses waitress internals that its own run() and close() use (the socket map, each
 channel's `requests`, `request` and `total_outbufs_len`); tests/test_server.py and
@@ -20,7 +21,9 @@ several addresses (localhost as 127.0.0.1 and ::1).
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -38,29 +41,50 @@ DRAIN_TIMEOUT_SECONDS = 15.0
 
 
 def serve_until_signalled(
-    server: Any, *, grace_seconds: float, on_signal: Callable[[], None]
+    server: Any,
+    *,
+    grace_seconds: float,
+    on_signal: Callable[[], None],
+    cleanup: Callable[[], None],
 ) -> None:
-    """Serve; on the first SIGTERM/SIGINT call `on_signal`, drain, and return."""
-    stop = threading.Event()
+    """Serve; on the first SIGTERM/SIGINT call `on_signal`, drain, run `cleanup`, return.
+
+    A second signal cuts the grace and the drain short; a third ends the process at once
+    (exit 128 + signal), for an operator who has seen enough. `cleanup` (closing the
+    server, committing the writer's queue) runs with these handlers still in place.
+    """
     sockets = _socket_map(server)
     listeners = _listeners(sockets)
+    stop, hurry = threading.Event(), threading.Event()
 
-    def request_stop(signum: int, frame: object) -> None:
-        if not stop.is_set():
-            stop.set()
-            listeners[0].pull_trigger()  # wake the loop now, not at its next timeout
+    def on_stop_signal(signum: int, frame: object) -> None:
+        if hurry.is_set():
+            os._exit(128 + signum)
+        if stop.is_set():
+            hurry.set()
+            log.warning("second signal: stopping without waiting any longer")
+        stop.set()
+        listeners[0].pull_trigger()  # wake the loop now, not at its next timeout
 
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = {sig: signal.signal(sig, on_stop_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         _turn(server.adj, sockets, until=stop.is_set)
         log.info("stopping: %gs of grace with /readyz at 503, then draining", grace_seconds)
         on_signal()
         deadline = time.monotonic() + grace_seconds
-        _turn(server.adj, sockets, until=lambda: time.monotonic() >= deadline, timeout=0.1)
-        _drain(server.adj, sockets, listeners)
+        _turn(
+            server.adj,
+            sockets,
+            until=lambda: hurry.is_set() or time.monotonic() >= deadline,
+            timeout=0.1,
+        )
+        _drain(server.adj, sockets, listeners, hurry)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        try:
+            cleanup()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def addresses(server: Any) -> list[str]:
@@ -93,10 +117,15 @@ def _turn(
         wasyncore.loop(timeout=loop_timeout, map=sockets, use_poll=adj.asyncore_use_poll, count=1)
 
 
-def _drain(adj: Any, sockets: dict[int, Any], listeners: list[BaseWSGIServer]) -> None:
-    """Stop accepting, close idle connections, and answer every request received."""
+def _drain(
+    adj: Any, sockets: dict[int, Any], listeners: list[BaseWSGIServer], hurry: threading.Event
+) -> None:
+    """Close the ports, then answer every request that reached this host before that:
+    connections still in the listen backlog are accepted first, and a connection is idle
+    (closed) only once nothing is left unread on it."""
     for listener in listeners:
         listener.accepting = False
+        _accept_backlog(listener, sockets, adj.connection_limit)
         listener.del_channel()  # the listening socket leaves the loop, then closes
         listener.socket.close()
     deadline = time.monotonic() + DRAIN_TIMEOUT_SECONDS
@@ -105,13 +134,34 @@ def _drain(adj: Any, sockets: dict[int, Any], listeners: list[BaseWSGIServer]) -
         for channel in list(sockets.values()):
             if not isinstance(channel, HTTPChannel):
                 continue  # waitress's wake-up trigger
-            if channel.requests or channel.request is not None or channel.total_outbufs_len:
+            if (
+                channel.requests
+                or channel.request is not None
+                or channel.total_outbufs_len
+                or _has_unread(channel)
+            ):
                 busy += 1
             else:
                 channel.close()  # idle keep-alive: no new request may start on it
         if not busy:
             return
-        if time.monotonic() >= deadline:
+        if hurry.is_set() or time.monotonic() >= deadline:
             log.warning("stopping with %d connection(s) still busy", busy)
             return
         wasyncore.loop(timeout=0.05, map=sockets, use_poll=adj.asyncore_use_poll, count=1)
+
+
+def _accept_backlog(listener: BaseWSGIServer, sockets: dict[int, Any], limit: int) -> None:
+    """Connections the kernel accepted but waitress has not: closing the port resets them."""
+    for _ in range(limit):
+        before = len(sockets)
+        listener.handle_accept()  # non-blocking: adds nothing once the backlog is empty
+        if len(sockets) == before:
+            return
+
+
+def _has_unread(channel: HTTPChannel) -> bool:
+    try:
+        return bool(channel.socket.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except OSError:  # nothing to read now, or the peer is gone: nothing to answer
+        return False

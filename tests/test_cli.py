@@ -161,6 +161,12 @@ def test_import_a_yaml_fleet_as_json(cli, tmp_path):
         ("fleet.yaml", "- {name: K1, location: Hall, notes: x}\n", "row 1: unknown field 'notes'"),
         ("fleet.yaml", "kiosks: {name: K1}\n", "expected a list of {name, location} entries"),
         ("fleet.yaml", "[unclosed\n", "not valid YAML"),
+        ("fleet.csv", "name,location,name\nA,L,B\n", "row 1: the column 'name' appears twice"),
+        ("fleet.csv", "name,location,\nA,L,\n", "row 1: a column without a name"),
+        ("fleet.yaml", "kiosks: [{name: K1, location: L}]\nextra: 1\n", "top-level key 'extra'"),
+        ("fleet.yaml", "- {name: K1, location: L, '': x}\n", "row 1: unknown field ''"),
+        ("fleet.yaml", '- {name: "K\\u2028One", location: L}\n', "row 1: name contains control"),
+        ("fleet.yaml", '- {name: "K\\x85One", location: L}\n', "row 1: name contains control"),
     ],
 )
 def test_a_bad_row_rejects_the_whole_import(
@@ -244,3 +250,25 @@ def test_a_new_sqlite_file_is_announced_so_a_mistyped_path_is_noticed(tmp_path):
     assert "new empty database created at" in first.stderr
     again = run_cli("kiosk", "list", database=database)
     assert "new empty database" not in again.stderr
+
+
+def test_serve_on_a_port_already_taken_says_so_in_one_line(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli(
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            database=f"sqlite:///{tmp_path}/k.db",
+        )
+    assert result.returncode == 1
+    assert f"kiosk-exporter: cannot listen on 127.0.0.1:{port}: Address already in use" in (
+        result.stderr
+    )
+    assert "Traceback" not in result.stderr

@@ -52,11 +52,12 @@ def test_every_address_is_drained_and_every_received_request_answered():
     signalled: list[bool] = []
     driver = threading.Thread(target=clients_then_sigterm)
     driver.start()
-    try:
-        serve_until_signalled(server, grace_seconds=0, on_signal=lambda: signalled.append(True))
-    finally:
-        server.task_dispatcher.shutdown()
-        server.close()
+    serve_until_signalled(
+        server,
+        grace_seconds=0,
+        on_signal=lambda: signalled.append(True),
+        cleanup=lambda: (server.task_dispatcher.shutdown(), server.close()),
+    )
     driver.join(10)
     assert signalled == [True]
     assert statuses == [200] * 8

@@ -215,6 +215,46 @@ def test_sigterm_answers_every_heartbeat_already_received(tmp_path):
     assert recorded == {k.id for k, _ in created}
 
 
+def test_requests_that_reached_a_paused_server_are_answered_after_sigterm(tmp_path):
+    """Sent while the process was stopped: one on a kept-alive connection (unread data),
+    four on new connections (still in the kernel's listen backlog)."""
+    with RunningService(tmp_path, {"min_heartbeat_interval_seconds": 0}) as service:
+        store = open_store(service.database)
+        created = store.import_kiosks([(f"k{n}", "Site") for n in range(5)])
+        store.close()
+        body = json.dumps({"app_version": "1.0.0"})
+        connections = [http.client.HTTPConnection("127.0.0.1", service.port, timeout=20)]
+        kept_alive = connections[0]
+        kept_alive.request("GET", "/healthz")
+        assert kept_alive.getresponse().read() == b'{"status": "ok"}'
+        connections += [
+            http.client.HTTPConnection("127.0.0.1", service.port, timeout=20) for _ in range(4)
+        ]
+        service.process.send_signal(signal.SIGSTOP)
+        for connection, (_, key) in zip(connections, created, strict=True):
+            headers = {"X-Kiosk-API-Key": key, "Content-Type": "application/json"}
+            connection.request("POST", "/kiosk/heartbeat", body=body, headers=headers)
+        service.process.send_signal(signal.SIGTERM)
+        service.process.send_signal(signal.SIGCONT)
+        statuses = [connection.getresponse().status for connection in connections]
+        for connection in connections:
+            connection.close()
+        assert service.process.wait(20) == 0
+    assert statuses == [200] * 5
+
+
+def test_a_second_signal_cuts_the_grace_short(tmp_path):
+    with RunningService(tmp_path, {"shutdown_grace_seconds": 600}) as service:
+        service.process.send_signal(signal.SIGTERM)
+        assert service.wait_until(
+            lambda: request("GET", service.url + "/readyz").status == 503, timeout=5
+        )
+        service.process.send_signal(signal.SIGINT)  # Ctrl-C after a SIGTERM
+        assert service.process.wait(20) == 0
+    assert any("second signal" in line for line in service.log_lines)
+    assert service.log_lines[-1].endswith("stopped")
+
+
 def test_sigterm_grace_turns_readyz_503_while_heartbeats_are_still_served(tmp_path):
     with RunningService(tmp_path, {"shutdown_grace_seconds": 3}) as service:
         _, key = service.add_kiosk("Kiosk-Entrance", "Building A")
