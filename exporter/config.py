@@ -166,8 +166,9 @@ _OTHER_VARIABLES = frozenset({ENV_PREFIX + "CONFIG", ENV_PREFIX + "API_KEY"})
 # Kubernetes adds <SERVICE>_SERVICE_HOST, <SERVICE>_PORT_8000_TCP_ADDR, ... to every pod for
 # each Service of the namespace: a Service named kiosk-exporter-metrics must not stop us,
 # and one named kiosk-exporter sets KIOSK_EXPORTER_PORT=tcp://10.0.0.7:8000, not a port.
-_SERVICE_LINK_VALUE = re.compile(r"(tcp|udp|sctp)://", re.IGNORECASE)
-_SERVICE_LINK = re.compile(r"_SERVICE_HOST|_SERVICE_PORT(_\w+)?|_PORT(_\d+_(TCP|UDP|SCTP)(_\w+)?)?")
+_SERVICE_LINK = re.compile(
+    r"(^|_)(SERVICE_HOST|SERVICE_PORT(_\w+)?|PORT(_\d+_(TCP|UDP|SCTP)\w*)?)$"
+)
 
 
 def _known_variables() -> frozenset[str]:
@@ -178,32 +179,37 @@ def _known_variables() -> frozenset[str]:
     )
 
 
-def _is_service_link(variable: str) -> bool:
-    name = "_" + variable.removeprefix(ENV_PREFIX)  # a Service named kiosk-exporter too
-    return any(_SERVICE_LINK.fullmatch(name[cut:]) for cut in range(len(name)) if name[cut] == "_")
+def _is_service_link(variable: str, value: str, known: frozenset[str]) -> bool:
+    if variable == ENV_PREFIX + "PORT":  # ours, unless it is the link's tcp://10.0.0.7:8000
+        return value.lower().startswith(("tcp://", "udp://", "sctp://"))
+    return variable not in known and bool(_SERVICE_LINK.search(variable[len(ENV_PREFIX) :]))
 
 
 def _from_environ(environ: Mapping[str, str], problems: list[str]) -> dict[str, Any]:
     """A mistyped variable (KIOSK_EXPORTER_DATABSE) would silently leave the default in
     force, e.g. serve an empty SQLite fleet: like an unknown YAML key, it stops start-up."""
     known = _known_variables()
-    unknown = (v for v in environ if v.startswith(ENV_PREFIX) and v not in known)
-    for variable in sorted(v for v in unknown if not _is_service_link(v)):
+    ours = {
+        k: v
+        for k, v in environ.items()
+        if k.startswith(ENV_PREFIX) and not _is_service_link(k, v, known)
+    }
+    for variable in sorted(v for v in ours if v not in known):
         close = difflib.get_close_matches(variable, known, n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
         problems.append(f"{variable}: unknown environment variable{hint}")
     values: dict[str, Any] = {}
     for name in _FIELDS:
         variable = ENV_PREFIX + name.upper()
-        if variable in environ and not _SERVICE_LINK_VALUE.match(environ[variable]):
-            values[name] = environ[variable]
+        if variable in ours:
+            values[name] = ours[variable]
     for name in _SECRETS:
         variable = ENV_PREFIX + name.upper() + "_FILE"
-        if variable in environ:
+        if variable in ours:
             try:
-                values[name] = Path(environ[variable]).read_text(encoding="utf-8").strip()
+                values[name] = Path(ours[variable]).read_text(encoding="utf-8").strip()
             except OSError as exc:
-                problems.append(f"{variable}: cannot read {environ[variable]} ({exc.strerror})")
+                problems.append(f"{variable}: cannot read {ours[variable]} ({exc.strerror})")
     return values
 
 

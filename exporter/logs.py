@@ -2,9 +2,9 @@
 
 A StreamHandler writes and flushes under a lock in the thread that logs. With one access
 line per request, 16 request threads queued on that lock and each gave up the GIL for a
-write() system call: measured ~90 us of the ~390 us of CPU a heartbeat cost when
-saturated (bench/heartbeats.py; log level INFO vs WARNING cost 130 us). Here a request
-thread only renders the message and enqueues the record; the writer thread formats what
+write() system call: 130 us of the ~390 us of CPU a saturated heartbeat cost (log level
+INFO vs WARNING, bench/heartbeats.py). Here a request thread only renders the message and
+enqueues the record; the writer thread formats what
 accumulated and writes it with one write() and one flush(), at most every 50 ms under
 load, in order. Lines reach the stream within 50 ms; on SIGKILL those 50 ms are lost.
 """
@@ -57,9 +57,6 @@ class BackgroundLogWriter(logging.Handler):
         self._thread.start()
 
     def emit(self, record: logging.LogRecord) -> None:
-        if self._queue.qsize() >= self._max_pending:
-            self._dropped += 1  # a lost increment under a race only under-counts drops
-            return
         try:
             # Render now, in the caller's thread: the arguments may change or die later.
             record.msg = record.getMessage()
@@ -70,7 +67,13 @@ class BackgroundLogWriter(logging.Handler):
         except Exception:
             self.handleError(record)
             return
-        self._queue.put(record)
+        self._enqueue(record)
+
+    def _enqueue(self, item: logging.LogRecord | _Line) -> None:
+        if self._queue.qsize() >= self._max_pending:
+            self._dropped += 1  # a lost increment under a race only under-counts drops
+            return
+        self._queue.put(item)
 
     def line_sink(self, logger_name: str, level: int = logging.INFO) -> Callable[[str], None]:
         """A callable logging one ready-made line through `logger_name` at `level`.
@@ -80,15 +83,10 @@ class BackgroundLogWriter(logging.Handler):
         """
         logger = logging.getLogger(logger_name)
         level_name = logging.getLevelName(level)
-        put, pending = self._queue.put, self._queue.qsize
 
         def sink(line: str) -> None:
-            if not logger.isEnabledFor(level):
-                return
-            if pending() >= self._max_pending:
-                self._dropped += 1
-                return
-            put((time.time(), level_name, logger_name, line))
+            if logger.isEnabledFor(level):
+                self._enqueue((time.time(), level_name, logger_name, line))
 
         return sink
 
@@ -115,6 +113,10 @@ class BackgroundLogWriter(logging.Handler):
             self._pause.wait(self._coalesce_seconds)
 
     def _write(self, records: list[logging.LogRecord | _Line]) -> None:
+        dropped, self._dropped = self._dropped, 0
+        if dropped:
+            warning = f"{dropped} log records dropped: the log stream was too slow"
+            records = [*records, (time.time(), "WARNING", __name__, warning)]
         lines = []
         for record in records:
             if isinstance(record, tuple):
@@ -125,21 +127,6 @@ class BackgroundLogWriter(logging.Handler):
                 lines.append(self.format(record) + "\n")
             except Exception:
                 self.handleError(record)
-        dropped, self._dropped = self._dropped, 0
-        if dropped:
-            lines.append(
-                self.format(
-                    logging.makeLogRecord(
-                        {
-                            "name": __name__,
-                            "levelno": logging.WARNING,
-                            "levelname": "WARNING",
-                            "msg": f"{dropped} log records dropped: the log stream was too slow",
-                        }
-                    )
-                )
-                + "\n"
-            )
         try:
             self._stream.write("".join(lines))
             self._stream.flush()

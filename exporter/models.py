@@ -13,6 +13,8 @@ from typing import Any
 from pony.orm import Database, Optional, PrimaryKey, Required
 
 from .config import DatabaseUrl
+from .fleetfile import LIMITS as KIOSK_TEXT_LIMITS
+from .payload import FIELD_LIMITS
 
 _DRIVERS = {"postgres": ("psycopg2", "postgresql"), "mysql": ("pymysql", "mysql")}
 
@@ -32,13 +34,13 @@ def define_entities(db: Database) -> tuple[Any, Any]:
     class Kiosk(db.Entity):  # type: ignore[misc]
         _table_ = "kiosks"
         id = PrimaryKey(int, auto=True)
-        name = Required(str, 128, unique=True, column="kiosk_name")
-        location = Required(str, 256)
+        name = Required(str, KIOSK_TEXT_LIMITS["name"], unique=True, column="kiosk_name")
+        location = Required(str, KIOSK_TEXT_LIMITS["location"])
         is_active = Required(bool, default=True)
         created_at = Required(datetime, precision=6)
         last_heartbeat_at = Optional(datetime, precision=6, nullable=True)
-        app_version = Optional(str, 64, nullable=True)
-        device_info = Optional(str, 256, nullable=True)
+        app_version = Optional(str, FIELD_LIMITS["app_version"], nullable=True)
+        device_info = Optional(str, FIELD_LIMITS["device_info"], nullable=True)
         api_key_hash = Required(str, 64, unique=True)
         key_prefix = Required(str, 16)
 

@@ -114,7 +114,7 @@ def _turn(
 ) -> None:
     loop_timeout = adj.asyncore_loop_timeout if timeout is None else timeout
     while not until():
-        wasyncore.loop(timeout=loop_timeout, map=sockets, use_poll=adj.asyncore_use_poll, count=1)
+        _poll_once(adj, sockets, loop_timeout)
 
 
 def _drain(
@@ -148,7 +148,12 @@ def _drain(
         if hurry.is_set() or time.monotonic() >= deadline:
             log.warning("stopping with %d connection(s) still busy", busy)
             return
-        wasyncore.loop(timeout=0.05, map=sockets, use_poll=adj.asyncore_use_poll, count=1)
+        _poll_once(adj, sockets, 0.05)
+
+
+def _poll_once(adj: Any, sockets: dict[int, Any], timeout: float) -> None:
+    """One turn of waitress's loop: wait for events (at most `timeout`), dispatch them."""
+    wasyncore.loop(timeout=timeout, map=sockets, use_poll=adj.asyncore_use_poll, count=1)
 
 
 def _accept_backlog(listener: BaseWSGIServer, sockets: dict[int, Any], limit: int) -> None:

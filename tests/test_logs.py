@@ -102,6 +102,8 @@ def test_a_stalled_stream_never_blocks_the_request_threads(logger):
     thread.join()
     handler.close()
     assert finished_while_blocked
+    # close() returned because the writer thread ended, not because its wait timed out
+    assert not [t for t in threading.enumerate() if t.name == "log-writer"]
     text = stream.getvalue()
     # What fit in memory is written; the rest is counted, not silently lost.
     assert "request 0\n" in text and "request 99\n" in text
