@@ -29,6 +29,7 @@ from .errors import (
     UnsupportedMediaType,
 )
 from .metrics import ServiceMetrics
+from .payload import DIAGNOSTIC_FIELDS
 from .resources import (
     AllStatusResource,
     HealthResource,
@@ -88,7 +89,7 @@ def create_app(
 ) -> Application:
     """`access_log` takes one line per request; by default the `exporter.access` logger."""
     registry = registry if registry is not None else CollectorRegistry()
-    metrics = ServiceMetrics(registry)
+    metrics = ServiceMetrics(registry, DIAGNOSTIC_FIELDS)
     writer = HeartbeatWriter(store, min_interval_seconds=settings.min_heartbeat_interval_seconds)
     stopping = threading.Event()
     service = KioskService(store, writer, settings, clock, metrics, KeyDirectory(), stopping)

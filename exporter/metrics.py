@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from prometheus_client import (
@@ -29,13 +30,15 @@ KNOWN_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPT
 
 # Tablets send `sent_at` from their own clocks: the delay spans network time plus skew.
 DELAY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+# A sent_at further than this from the server clock is a wrong tablet clock, not a delay.
+CLOCK_SKEW_LIMIT_SECONDS = 86_400
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
 class ServiceMetrics:
     """Counters and histograms updated by requests, registered on an app-owned registry."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, diagnostic_fields: Iterable[str] = ()) -> None:
         self.heartbeats = Counter(
             "kiosk_exporter_heartbeats",
             "Heartbeats accepted and committed.",
@@ -55,6 +58,26 @@ class ServiceMetrics:
             buckets=DELAY_BUCKETS,
             registry=registry,
         )
+        self.clock_skew = Counter(
+            "kiosk_exporter_heartbeat_clock_skew",
+            "Accepted heartbeats whose sent_at is more than a day from the server clock; "
+            "left out of the delay histogram.",
+            registry=registry,
+        )
+        # No label: the names are chosen by clients, so a label would be unbounded.
+        self.ignored_fields = Counter(
+            "kiosk_exporter_heartbeat_ignored_fields",
+            "Unknown top-level fields ignored in accepted heartbeats.",
+            registry=registry,
+        )
+        self.rejected_fields = Counter(
+            "kiosk_exporter_heartbeat_rejected_fields",
+            "Invalid diagnostic fields dropped from accepted heartbeats, by field.",
+            ["field"],
+            registry=registry,
+        )
+        for name in diagnostic_fields:
+            self.rejected_fields.labels(name)
         self.request_duration = Histogram(
             "kiosk_exporter_request_duration_seconds",
             "HTTP request duration by route template.",
@@ -74,10 +97,24 @@ class ServiceMetrics:
         PlatformCollector(registry=registry)
         GCCollector(registry=registry)
 
-    def heartbeat_accepted(self, received_at: datetime, sent_at: datetime | None) -> None:
+    def heartbeat_accepted(
+        self,
+        received_at: datetime,
+        sent_at: datetime | None,
+        ignored: int = 0,
+        rejected: Mapping[str, str] | None = None,
+    ) -> None:
         self.heartbeats.inc()
         if sent_at is not None:
-            self.delay.observe(max(0.0, (received_at - sent_at).total_seconds()))
+            delay = (received_at - sent_at).total_seconds()
+            if abs(delay) > CLOCK_SKEW_LIMIT_SECONDS:
+                self.clock_skew.inc()
+            else:
+                self.delay.observe(max(0.0, delay))
+        if ignored:
+            self.ignored_fields.inc(ignored)
+        for name in rejected or ():
+            self.rejected_fields.labels(name).inc()
 
     def heartbeat_rejected(self, reason: str) -> None:
         self.rejected.labels(reason).inc()

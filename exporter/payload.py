@@ -1,11 +1,31 @@
-"""Wire formats: validating a heartbeat body and shaping a kiosk's status object."""
+"""Wire formats: validating a heartbeat body and shaping a kiosk's status object.
+
+A heartbeat is a liveness signal, so it is never refused for what it adds:
+- a top-level field the service does not know is ignored and named in `ignored_fields`;
+- a *diagnostic* field (declared in `DIAGNOSTIC_FIELDS`) with an invalid value is dropped,
+  treated as not sent, and named with its reason in `rejected_fields`.
+Only what the service stores and shows (`app_version`, `device_info`) and the body's shape
+(JSON object) still make a 400.
+
+How to add a diagnostic field (one entry, nothing else to wire):
+1. write a validator `def _battery(value: object) -> object | Reject` that returns the clean
+   value, or `Reject("a reason a tablet developer can act on")`. It never sees `null`: a null
+   field is "not sent". Beware that JSON `true` is a Python `int`: test `isinstance(value,
+   bool)` first where a number is expected;
+2. add `"battery_percent": _battery` to `DIAGNOSTIC_FIELDS`;
+3. read it from `payload.diagnostics.get("battery_percent")` in the service.
+Rejections are counted by field in `kiosk_exporter_heartbeat_rejected_fields_total`, with a
+series per declared field from the start; document the field in the README's heartbeat section.
+"""
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 
 from .clock import format_utc, parse_utc
@@ -15,17 +35,54 @@ from .status import KioskState
 
 MAX_BODY_BYTES = 16 * 1024
 FIELD_LIMITS = {"app_version": 64, "device_info": 256}
-_KNOWN_FIELDS = (*FIELD_LIMITS, "sent_at")
 # Unicode categories Cc (C0, DEL, C1 controls) and Cs (lone surrogates), as one regex: a
 # per-character unicodedata lookup cost ~10 us on every heartbeat.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_TIME_HINT = "not a time: send an ISO-8601 string such as 2026-11-26T10:00:00Z"
+
+
+@dataclass(frozen=True)
+class Reject:
+    """What a diagnostic validator returns for a value it cannot use; `reason` is shown as is."""
+
+    reason: str
+
+
+DiagnosticValidator = Callable[[Any], Any]
+
+
+def _sent_at(value: object) -> datetime | Reject:
+    # Without an offset the time is read as UTC, as tablets often omit it (documented).
+    if not isinstance(value, str) or len(value) > 40:
+        return Reject(_TIME_HINT)
+    try:
+        return parse_utc(value)
+    except ValueError:
+        return Reject(_TIME_HINT)
+
+
+# The one declaration of the optional measurements a heartbeat may carry: name -> validator.
+DIAGNOSTIC_FIELDS: Mapping[str, DiagnosticValidator] = MappingProxyType(
+    {
+        "sent_at": _sent_at,
+    }
+)
+_KNOWN_FIELDS = frozenset(FIELD_LIMITS) | frozenset(DIAGNOSTIC_FIELDS)
 
 
 @dataclass(frozen=True)
 class HeartbeatPayload:
     app_version: str | None = None
     device_info: str | None = None
-    sent_at: datetime | None = None
+    # Valid diagnostic values by field name; an invalid or null one is absent.
+    diagnostics: Mapping[str, Any] = field(default_factory=dict)
+    ignored_fields: tuple[str, ...] = ()
+    rejected_fields: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def sent_at(self) -> datetime | None:
+        value: datetime | None = self.diagnostics.get("sent_at")
+        return value
 
 
 def parse_heartbeat(body: bytes) -> HeartbeatPayload:
@@ -43,13 +100,23 @@ def parse_heartbeat(body: bytes) -> HeartbeatPayload:
         raise InvalidHeartbeat("body", "JSON nested too deeply") from None
     if not isinstance(document, dict):
         raise InvalidHeartbeat("body", "must be a JSON object")
-    unknown = sorted(set(document) - set(_KNOWN_FIELDS))
-    if unknown:
-        raise InvalidHeartbeat(unknown[0], "unknown field")
+    diagnostics: dict[str, Any] = {}
+    rejected: dict[str, str] = {}
+    for name, validator in DIAGNOSTIC_FIELDS.items():
+        value = document.get(name)
+        if value is None:
+            continue
+        checked = validator(value)
+        if isinstance(checked, Reject):
+            rejected[name] = checked.reason
+        else:
+            diagnostics[name] = checked
     return HeartbeatPayload(
         app_version=_text_field(document, "app_version"),
         device_info=_text_field(document, "device_info"),
-        sent_at=_time_field(document, "sent_at"),
+        diagnostics=diagnostics,
+        ignored_fields=tuple(name for name in document if name not in _KNOWN_FIELDS),
+        rejected_fields=rejected,
     )
 
 
@@ -65,22 +132,6 @@ def _text_field(document: dict[str, Any], field: str) -> str | None:
     if _CONTROL.search(value):
         raise InvalidHeartbeat(field, "contains control characters")
     return value
-
-
-def _time_field(document: dict[str, Any], field: str) -> datetime | None:
-    value = document.get(field)
-    if value is None:
-        return None
-    if not isinstance(value, str) or len(value) > 40:
-        raise InvalidHeartbeat(
-            field, "must be an ISO-8601 time string such as 2026-11-26T10:00:00Z"
-        )
-    try:
-        return parse_utc(value)
-    except ValueError:
-        raise InvalidHeartbeat(
-            field, "must be an ISO-8601 time string such as 2026-11-26T10:00:00Z"
-        ) from None
 
 
 def status_document(kiosk: KioskRecord, state: KioskState) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from .errors import (
     UnsupportedMediaType,
 )
 from .metrics import ServiceMetrics
-from .payload import MAX_BODY_BYTES, parse_heartbeat, status_document
+from .payload import MAX_BODY_BYTES, HeartbeatPayload, parse_heartbeat, status_document
 from .records import HeartbeatWrite, KioskRecord, Outcome
 from .status import KioskState, KioskStatus, judge, retry_after_seconds
 from .store import Store
@@ -69,6 +69,38 @@ class KeyDirectory:
             self._ids.pop(key_hash, None)
 
 
+class IgnoredFieldLog:
+    """Logs each unknown heartbeat field name once, so a new app version is noticed.
+
+    Names are client-chosen: at most `max_names` are remembered (then one line says that new
+    names are no longer logged; the counter still counts them), and each is logged as a
+    shortened `repr`, so a name cannot forge a log line.
+    """
+
+    def __init__(self, max_names: int = 256) -> None:
+        self._seen: set[str] = set()
+        self._max_names = max_names
+        self._lock = threading.Lock()
+
+    def notice(self, names: tuple[str, ...]) -> None:
+        for name in names:
+            if name in self._seen:  # the common case, without the lock
+                continue
+            with self._lock:
+                if name in self._seen or len(self._seen) > self._max_names:
+                    continue
+                self._seen.add(name)
+                full = len(self._seen) > self._max_names
+            if full:
+                log.warning(
+                    "more than %d distinct unknown heartbeat fields; new ones are no longer "
+                    "logged (kiosk_exporter_heartbeat_ignored_fields_total counts them)",
+                    self._max_names,
+                )
+            else:
+                log.info("heartbeats carry an unknown field %r: ignored", name[:64])
+
+
 @dataclass
 class KioskService:
     store: Store
@@ -79,6 +111,7 @@ class KioskService:
     directory: KeyDirectory
     # Set on SIGTERM: /readyz turns 503 so load balancers drain this replica.
     stopping: threading.Event = field(default_factory=threading.Event)
+    ignored_log: IgnoredFieldLog = field(default_factory=IgnoredFieldLog)
 
     def heartbeat(
         self, api_key: str | None, content_type: str | None, body: bytes
@@ -120,13 +153,27 @@ class KioskService:
             raise RateLimited(
                 retry_after_seconds(self.settings.min_heartbeat_interval_seconds - elapsed)
             )
-        self.metrics.heartbeat_accepted(received_at, payload.sent_at)
-        log.debug("heartbeat from kiosk %d (app %s)", kiosk_id, payload.app_version)
-        return {
+        self.metrics.heartbeat_accepted(
+            received_at, payload.sent_at, len(payload.ignored_fields), payload.rejected_fields
+        )
+        self.ignored_log.notice(payload.ignored_fields)
+        log.debug("heartbeat from kiosk %d (app %r)", kiosk_id, payload.app_version)
+        return self._heartbeat_reply(kiosk_id, received_at, payload)
+
+    def _heartbeat_reply(
+        self, kiosk_id: int, received_at: datetime, payload: HeartbeatPayload
+    ) -> dict[str, Any]:
+        reply: dict[str, Any] = {
             "kiosk_id": kiosk_id,
             "received_at": format_utc(received_at),
             "next_heartbeat_in_seconds": self.settings.heartbeat_interval_seconds,
         }
+        # Present only when non-empty, so the reply of a clean heartbeat is as before.
+        if payload.ignored_fields:
+            reply["ignored_fields"] = list(payload.ignored_fields)
+        if payload.rejected_fields:
+            reply["rejected_fields"] = dict(payload.rejected_fields)
+        return reply
 
     def _kiosk_id_for(self, key_hash: str) -> int:
         kiosk = self.store.find_kiosk_by_key(key_hash)
