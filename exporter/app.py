@@ -12,6 +12,7 @@ from typing import Any
 import falcon
 from prometheus_client import CollectorRegistry
 
+from . import statuspage
 from .clock import Clock, utc_now
 from .collector import FleetCollector
 from .config import Settings
@@ -34,6 +35,7 @@ from .resources import (
     AllStatusResource,
     HealthResource,
     HeartbeatResource,
+    KioskResource,
     KioskStatusResource,
     MetricsResource,
     ReadyResource,
@@ -99,9 +101,12 @@ def create_app(
     wsgi.add_route("/kiosk/heartbeat", HeartbeatResource(service))
     wsgi.add_route("/kiosk/status", KioskStatusResource(service))
     wsgi.add_route("/kiosk/all-status", AllStatusResource(service))
+    wsgi.add_route("/kiosk/{kiosk_id:int}", KioskResource(service))
     wsgi.add_route("/healthz", HealthResource())
     wsgi.add_route("/readyz", ReadyResource(service))
     wsgi.add_route("/metrics", MetricsResource(fleet, registry, settings.metrics_token))
+    if settings.ui_enabled:
+        statuspage.add_routes(wsgi)
     wsgi.add_error_handler(ExporterError, _handle_domain_error)
     wsgi.add_error_handler(Exception, _handle_unexpected)
     writer.start()

@@ -53,6 +53,8 @@ class Settings:
     log_level: str = "INFO"
     latest_app_version: str | None = None
     metrics_token: str | None = None
+    # The status page under /ui/; off for operators who expose only the JSON API.
+    ui_enabled: bool = True
 
     @property
     def database_url(self) -> DatabaseUrl:
@@ -232,6 +234,8 @@ _MAXIMUMS: dict[str, float] = {"port": 65535, "shutdown_grace_seconds": 600}
 def _coerce(name: str, value: Any) -> Any:
     """Turn a YAML/env/flag value into the field's type, or say why it cannot be."""
     kind = _FIELDS[name].type
+    if kind == "bool":
+        return _boolean(value)
     if isinstance(value, bool):
         raise ValueError(f"expected a number or text, got {value!r}")
     if kind in ("int", "float"):
@@ -257,6 +261,20 @@ def _coerce(name: str, value: Any) -> Any:
     if not text and kind == "str":
         raise ValueError("must not be empty")
     return text or None
+
+
+_BOOLEANS = {"true": True, "yes": True, "on": True, "1": True}
+_BOOLEANS.update({"false": False, "no": False, "off": False, "0": False})
+
+
+def _boolean(value: Any) -> bool:
+    """YAML gives a bool; an environment variable or a flag gives text such as `false`."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text not in _BOOLEANS:
+        raise ValueError(f"{value!r} is not true or false")
+    return _BOOLEANS[text]
 
 
 def _number(value: Any, kind: type) -> int | float:

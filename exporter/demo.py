@@ -169,6 +169,11 @@ def print_banner(settings: Settings, kiosks: list[DemoKiosk], token: str, out: T
         "(deleted on exit).",
         "",
         f"  Service:            {url}",
+        *(
+            [f"  Status page:        {url}/ui/   (sign in with the token below)"]
+            if settings.ui_enabled
+            else []
+        ),
         f"  Back-office status: {url}/kiosk/all-status",
         f"  Prometheus metrics: {url}/metrics",
         f"  Back-office token:  {token}",

@@ -20,6 +20,7 @@ series per declared field from the start; document the field in the README's hea
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -148,3 +149,15 @@ def status_document(kiosk: KioskRecord, state: KioskState) -> dict[str, Any]:
         "offline_duration_seconds": state.offline_duration_seconds,
         "status": state.status.value,
     }
+
+
+def status_etag(documents: list[dict[str, Any]]) -> str:
+    """A weak ETag over a list of status objects, blind to the `*_seconds` durations.
+
+    Durations grow every second while nothing happens; a client derives them from the
+    timestamps, so polling gets 304 until a fact or a status changes (a status that flips
+    with time, e.g. a threshold crossed, changes `status` and so the tag).
+    """
+    facts = [{k: v for k, v in d.items() if not k.endswith("_seconds")} for d in documents]
+    encoded = json.dumps(facts, separators=(",", ":")).encode()
+    return f'W/"{hashlib.blake2b(encoded, digest_size=16).hexdigest()}"'

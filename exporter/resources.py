@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 from .collector import FleetCollector
 from .errors import UnknownToken
 from .exposition import SingleFlight, negotiate, render
-from .payload import MAX_BODY_BYTES
+from .payload import MAX_BODY_BYTES, status_etag
 from .service import KioskService
 
 KEY_HEADER = "X-Kiosk-API-Key"
@@ -44,11 +44,38 @@ class AllStatusResource:
         self._service = service
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = self._service.all_status(
+        documents = self._service.all_status(
             bearer_token(req),
             status=req.get_param("status"),
             location=req.get_param("location"),
         )
+        etag = status_etag(documents)
+        # Tabs poll every 15 s: revalidate each time, answer 304 while nothing but the
+        # *_seconds durations changed.
+        resp.set_header("ETag", etag)
+        resp.set_header("Cache-Control", "no-cache")
+        resp.set_header("Vary", "Authorization")
+        if _matches(req.get_header("If-None-Match"), etag):
+            resp.status = falcon.HTTP_304
+            return
+        resp.media = documents
+
+
+def _matches(if_none_match: str | None, etag: str) -> bool:
+    """Weak comparison (RFC 9110 13.1.2): the opaque values match, W/ prefixes aside."""
+    if not if_none_match:
+        return False
+    wanted = etag.removeprefix("W/")
+    tags = [tag.strip() for tag in if_none_match.split(",")]
+    return any(tag == "*" or tag.removeprefix("W/") == wanted for tag in tags)
+
+
+class KioskResource:
+    def __init__(self, service: KioskService) -> None:
+        self._service = service
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, kiosk_id: int) -> None:
+        resp.media = self._service.kiosk_status(bearer_token(req), kiosk_id)
 
 
 class HealthResource:

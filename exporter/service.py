@@ -209,6 +209,11 @@ class KioskService:
                 documents.append(status_document(kiosk, state))
         return documents
 
+    def kiosk_status(self, token: str | None, kiosk_id: int) -> dict[str, Any]:
+        """One kiosk's status object for the back office (the status page's detail view)."""
+        self.authenticate_back_office(token)
+        return self.describe(self.store.get_kiosk(kiosk_id))
+
     def authenticate_back_office(self, token: str | None) -> None:
         if not token or self.store.authenticate_token(token, now=self.clock()) is None:
             raise UnknownToken()

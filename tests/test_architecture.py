@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "exporter"
 
 # library -> the only modules of the package allowed to import it
 CONFINED = {
-    "falcon": {"app", "resources"},
+    "falcon": {"app", "resources", "statuspage"},
     "pony": {"models", "store", "schema"},
     # cli creates the server; server runs its loop and drains it on SIGTERM
     "waitress": {"cli", "server"},

@@ -64,7 +64,10 @@ def test_the_demo_banner_gives_a_working_heartbeat_command_for_the_silent_kiosk(
     with Command(["demo", "--port", "0"]) as command:
         url = command.stdout.wait_for(r"Service:\s+(http://\S+)", timeout=30).group(1)
         token = command.stdout.wait_for(r"Back-office token:\s+(\S+)").group(1)
+        page = command.stdout.wait_for(r"Status page:\s+(http://\S+)").group(1)
         key = command.stdout.wait_for(r"X-Kiosk-API-Key: (\S+)'").group(1)
+        assert page == url + "/ui/"
+        assert request("GET", page).headers["content-type"].startswith("text/html")
         reply = request(
             "POST",
             url + "/kiosk/heartbeat",
