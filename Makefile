@@ -40,11 +40,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check exporter tests bench
 	$(BIN)/ruff format --check exporter tests bench
 
-## bench: throughput and scrape benchmarks (prints figures; takes a few minutes)
+## bench: throughput, scrape and status page benchmarks (prints figures; takes a few minutes)
 bench: $(STAMP)
 	@command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk"; exit 1; }
 	$(BIN)/python bench/heartbeats.py
 	$(BIN)/python bench/scrape.py
+	$(BIN)/python bench/ui.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

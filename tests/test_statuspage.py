@@ -12,6 +12,7 @@ import pytest
 
 from exporter.config import load_settings
 from exporter.errors import ConfigError
+from exporter.payload import status_etag
 from exporter.statuspage import load_files
 from tests.support.http import request
 from tests.support.service import RunningService
@@ -154,3 +155,29 @@ def test_all_status_etag_ignores_durations_and_follows_facts_and_status(tmp_path
             fresh.json[0]["offline_duration_seconds"] > settled.json[0]["offline_duration_seconds"]
         )
         assert fresh.headers["etag"] == settled.headers["etag"]
+
+
+BASE = {"kiosk_id": 1, "status": "offline", "offline_duration_seconds": 900}
+
+
+@pytest.mark.parametrize(
+    ("other", "same"),
+    [
+        ([{**BASE, "offline_duration_seconds": 960}], True),
+        ([{**BASE, "offline_while_expected_seconds": 5}], True),
+        ([{**BASE, "status": "online"}], False),
+        ([{"kiosk_id": 1, "state": "offline", "offline_duration_seconds": 900}], False),
+        ([BASE, BASE], False),
+        ([], False),
+    ],
+)
+def test_the_etag_covers_every_field_but_durations(other, same):
+    assert (status_etag([BASE]) == status_etag(other)) is same
+
+
+def test_the_etag_follows_each_document_when_shapes_alternate():
+    short = {"kiosk_id": 2, "status": "never_connected"}
+    documents = [BASE, short, {**BASE, "kiosk_id": 3}]
+    changed = [BASE, {**short, "status": "inactive"}, {**BASE, "kiosk_id": 3}]
+    assert status_etag(documents) != status_etag(changed)
+    assert status_etag(documents) == status_etag([dict(d) for d in documents])

@@ -3,7 +3,7 @@
 
 import { Failed, Refused, getJson, tokens } from "./api.js";
 import { showDetail } from "./detail.js";
-import { STATES, filterEntries, locationsOf, sortEntries, summarize, toEntries } from "./fleet.js";
+import { STATES, filterEntries, locationsOf, makeSorter, summarize, toEntries } from "./fleet.js";
 import { makeTranslator, pickLanguage } from "./i18n.js";
 import { card, el, listRow, summaryNodes } from "./views.js";
 
@@ -20,11 +20,13 @@ const app = {
   dataAt: 0, // when the data shown was current (server clock)
   failure: null, // {at, reason} while the last refresh failed
   tickers: [],
+  locations: null, // the location filter's options, rebuilt only when they change
   timer: null,
   view: null, // the section on screen: {refresh(), name}
 };
 
 const now = () => Date.now() + app.offsetMs;
+const sortEntries = makeSorter();
 
 function query() {
   const params = new URLSearchParams(location.search);
@@ -150,10 +152,12 @@ function accept(answer) {
 }
 
 async function refreshFleet() {
-  const started = performance.now();
   const answer = await getJson("/kiosk/all-status", app.token, app.etag);
+  // Main-thread work of a refresh that changed something: parse, sort, draw one page.
+  const started = performance.now();
   if (accept(answer)) {
     renderFleet();
+    void $("kiosks").offsetHeight; // style and layout now, inside the measure
     performance.measure("kiosk:refresh", { start: started });
   }
 }
@@ -189,10 +193,14 @@ function renderFleet() {
   const entries = app.entries || [];
   const locations = locationsOf(entries);
   const select = $("location");
-  select.replaceChildren(
-    el("option", { text: tr.t("allLocations"), attrs: { value: "" } }),
-    ...locations.map((l) => el("option", { text: l, attrs: { value: l } })),
-  );
+  const known = locations.join("\n");
+  if (app.locations !== known) {
+    select.replaceChildren(
+      el("option", { text: tr.t("allLocations"), attrs: { value: "" } }),
+      ...locations.map((l) => el("option", { text: l, attrs: { value: l } })),
+    );
+    app.locations = known;
+  }
   select.value = locations.includes(wanted.location) ? wanted.location : "";
   $("status").value = wanted.status;
   if (document.activeElement !== $("search")) $("search").value = wanted.q;
