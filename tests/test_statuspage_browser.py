@@ -155,6 +155,23 @@ def test_relative_times_tick_every_second_in_the_browser(page, demo):
     )
 
 
+def all_status_lines(demo: Demo) -> list[str]:
+    return [line for line in demo.service.log_lines if '"GET /kiosk/all-status"' in line]
+
+
+def test_the_page_refreshes_by_itself_every_15_seconds_with_if_none_match(page, demo):
+    sign_in(page, demo.url, demo.token)
+    checked = "return performance.getEntriesByName('kiosk:refresh-checked').length"
+    wait_for(lambda: page.execute_script(checked) >= 1, what="the check right after sign-in")
+    time.sleep(0.3)  # its access-log line
+    seen = len(all_status_lines(demo))
+    started = time.monotonic()
+    wait_for(lambda: len(all_status_lines(demo)) > seen, timeout=25, what="a refresh")
+    assert 10 < time.monotonic() - started < 25
+    assert " 304 " in all_status_lines(demo)[-1]  # nothing changed: no JSON sent
+    assert "online" in text(page, "summary")  # and the page still shows the fleet
+
+
 def test_card_view_is_switchable_and_kept_in_the_url(page, demo):
     sign_in(page, demo.url, demo.token)
     page.find_element("id", "view-cards").click()

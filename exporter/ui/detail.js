@@ -64,7 +64,13 @@ function strip(tr, days) {
     bar.style.height = `${ratio === null ? 100 : Math.max(4, Math.round(ratio * 100))}%`;
     return el("li", { className: `day level-${level}`, attrs: { title: label, "aria-label": label } }, bar);
   });
-  return el("ol", { className: "strip", attrs: { "aria-label": tr.t("strip") } }, ...bars);
+  const ends = el(
+    "p",
+    { className: "strip-ends", attrs: { "aria-hidden": "true" } },
+    el("span", { text: days.length ? tr.date(Date.parse(`${days[0].date}T00:00:00Z`)) : "" }),
+    el("span", { text: days.length ? tr.date(Date.parse(`${days.at(-1).date}T00:00:00Z`)) : "" }),
+  );
+  return [el("ol", { className: "strip", attrs: { "aria-label": tr.t("strip") } }, ...bars), ends];
 }
 
 function outageTable(tr, outages) {
@@ -109,7 +115,7 @@ async function historyBlock(ctx) {
   return [
     el("h3", { text: tr.t("availability") }),
     figures,
-    monthly && monthly.days ? strip(tr, monthly.days) : null,
+    ...(monthly && monthly.days ? strip(tr, monthly.days) : []),
     el("h3", { text: tr.t("outages") }),
     outageTable(tr, JSON.parse(outages.text).outages || []),
   ];
