@@ -265,11 +265,12 @@ function tick() {
   for (const ticker of app.tickers) ticker.node.textContent = ticker.render(at);
   const banner = $("refresh-error");
   if (app.failure) {
-    banner.textContent = tr.t("refreshFailed", {
+    const values = {
       ago: tr.ago((Date.now() - app.failure.at) / 1000).toLowerCase(),
       reason: app.failure.reason,
       data: tr.ago((at - app.dataAt) / 1000).toLowerCase(),
-    });
+    };
+    banner.textContent = tr.t(app.dataAt ? "refreshFailed" : "loadFailed", values);
   }
   banner.hidden = !app.failure;
   document.body.classList.toggle("stale", Boolean(app.failure));
@@ -305,6 +306,7 @@ function route() {
     show("fleet");
     app.view = { refresh: refreshFleet };
     if (app.entries) renderFleet();
+    else $("summary").replaceChildren(el("p", { className: "headline", text: tr.t("loading") }));
   }
   refresh();
 }

@@ -29,6 +29,7 @@ const STRINGS = {
     updated: "Updated {ago}",
     refreshFailed: "Last refresh failed {ago} ({reason}). The data below is from {data}, not current.",
     loading: "Loading…",
+    loadFailed: "Loading the fleet failed {ago} ({reason}); the page tries again every 15 s.",
     noMatch: "No kiosk matches these filters.",
     showing: "{from}–{to} of {total}",
     previous: "Previous",
@@ -106,6 +107,7 @@ const STRINGS = {
     refreshFailed:
       "La dernière actualisation a échoué {ago} ({reason}). Les données ci-dessous datent de {data}, elles ne sont pas à jour.",
     loading: "Chargement…",
+    loadFailed: "Le chargement a échoué {ago} ({reason}) ; la page réessaie toutes les 15 s.",
     noMatch: "Aucune borne ne correspond à ces filtres.",
     showing: "{from}–{to} sur {total}",
     previous: "Précédent",
