@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from exporter.clock import utc_now
 from exporter.collector import FleetCollector
 from exporter.config import Settings
-from exporter.exposition import TEXT, render
+from exporter.exposition import LocalFleetPage, PageRequest
 from exporter.store import open_store
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
@@ -42,7 +42,7 @@ def in_process(database: str) -> tuple[float, float]:
     collector = FleetCollector(store, Settings(), utc_now)
     registry = CollectorRegistry()
     started = time.perf_counter()
-    render(TEXT, registry, collector)
+    LocalFleetPage(collector).page(PageRequest(False, utc_now(), b"", gzip=False))
     ours = time.perf_counter() - started
     registry.register(collector)
     started = time.perf_counter()

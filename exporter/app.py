@@ -29,6 +29,7 @@ from .errors import (
     UnknownToken,
     UnsupportedMediaType,
 )
+from .exposition import FleetPage, LocalFleetPage
 from .metrics import ServiceMetrics
 from .payload import DIAGNOSTIC_FIELDS
 from .resources import (
@@ -88,14 +89,16 @@ def create_app(
     registry: CollectorRegistry | None = None,
     clock: Clock = utc_now,
     access_log: Callable[[str], None] | None = None,
+    fleet_page: FleetPage | None = None,
 ) -> Application:
-    """`access_log` takes one line per request; by default the `exporter.access` logger."""
+    """`access_log` takes one line per request; by default the `exporter.access` logger.
+    `fleet_page` renders /metrics; by default in the scraping request's own thread."""
     registry = registry if registry is not None else CollectorRegistry()
     metrics = ServiceMetrics(registry, DIAGNOSTIC_FIELDS)
     writer = HeartbeatWriter(store, min_interval_seconds=settings.min_heartbeat_interval_seconds)
     stopping = threading.Event()
     service = KioskService(store, writer, settings, clock, metrics, KeyDirectory(), stopping)
-    fleet = FleetCollector(store, settings, clock)
+    fleet = fleet_page or LocalFleetPage(FleetCollector(store, settings, clock))
     wsgi = falcon.App(middleware=[RequestObserver(metrics, access_log or access_logger.info)])
     wsgi.req_options.auto_parse_qs_csv = False
     wsgi.add_route("/kiosk/heartbeat", HeartbeatResource(service))
@@ -104,7 +107,7 @@ def create_app(
     wsgi.add_route("/kiosk/{kiosk_id:int}", KioskResource(service))
     wsgi.add_route("/healthz", HealthResource())
     wsgi.add_route("/readyz", ReadyResource(service))
-    wsgi.add_route("/metrics", MetricsResource(fleet, registry, settings.metrics_token))
+    wsgi.add_route("/metrics", MetricsResource(fleet, registry, clock, settings.metrics_token))
     if settings.ui_enabled:
         statuspage.add_routes(wsgi)
     wsgi.add_error_handler(ExporterError, _handle_domain_error)

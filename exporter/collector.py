@@ -1,9 +1,18 @@
-"""Fleet metrics, read from the database at scrape time and judged by the one status rule."""
+"""Fleet metrics: every family declared once in FAMILIES, each kiosk judged by the one rule.
+
+Adding a family is a local change: one KioskFamily (a value per judged kiosk, None for "no
+sample") or FleetFamily (samples over the whole fleet) in FAMILIES below. A family that needs
+a fact the kiosk record does not carry gets it as a field of Judged, set in `judge_fleet()`.
+Both renderers read the same table: the fast one in exposition.py that serves /metrics, and
+`to_client_family()` for prometheus_client (tests check they agree).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import NamedTuple
 
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -11,63 +20,136 @@ from prometheus_client.registry import Collector
 from . import metrics as names
 from .clock import Clock
 from .config import Settings
+from .records import KioskRecord
 from .status import KioskStatus, classify, heartbeat_age, is_outdated
 from .store import Store
 
-
-class LabelSet:
-    """Label pairs that render their exposition text once, however many series share them.
-
-    Each kiosk's identity labels appear on five or six series; escaping them once per kiosk
-    instead of once per sample is most of what makes a 100,000-kiosk scrape fit in 2 s.
-    """
-
-    __slots__ = ("_text", "pairs")
-
-    def __init__(self, pairs: tuple[tuple[str, str], ...]) -> None:
-        self.pairs = pairs
-        self._text: str | None = None
-
-    @property
-    def text(self) -> str:
-        if self._text is None:
-            self._text = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in self.pairs)
-        return self._text
+Pairs = tuple[tuple[str, str], ...]
 
 
-def escape_label_value(value: str) -> str:
-    """The escaping both the text format and OpenMetrics require."""
-    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+class Judged(NamedTuple):
+    """One kiosk judged at the scrape's instant (a NamedTuple: a scrape builds 100,000)."""
+
+    kiosk: KioskRecord
+    status: KioskStatus
+    age_seconds: float | None
+    outdated: bool | None  # None: no latest_app_version, or a version that cannot be compared
 
 
-@dataclass
-class Family:
-    """A metric family as plain data: which samples exist is decided once, here."""
+@dataclass(frozen=True)
+class Snapshot:
+    """The fleet read and judged at one instant; what every renderer formats."""
+
+    now: datetime
+    kiosks: list[Judged]
+
+
+@dataclass(frozen=True)
+class KioskFamily:
+    """A family with one sample per kiosk, labelled with the kiosk's identity (+ `details`)."""
 
     name: str
     documentation: str
-    kind: str  # "gauge" or "info"
-    samples: list[tuple[LabelSet, float]] = field(default_factory=list)
+    value: Callable[[Judged], float | None]  # None: this kiosk has no sample
+    kind: str = "gauge"  # "gauge" or "info"
+    details: Callable[[Judged], Pairs] | None = None  # labels after the identity ones
+    wanted: Callable[[Settings], bool] = lambda settings: True
 
 
-def _empty_families() -> list[Family]:
-    return [
-        Family(
-            names.LAST_HEARTBEAT, "Server receive time of the last heartbeat (Unix s).", "gauge"
+@dataclass(frozen=True)
+class FleetFamily:
+    """A family computed over the whole fleet (counts, roll-ups)."""
+
+    name: str
+    documentation: str
+    samples: Callable[[Snapshot], list[tuple[Pairs, float]]]
+    kind: str = "gauge"
+    wanted: Callable[[Settings], bool] = lambda settings: True
+
+
+def _last_heartbeat(j: Judged) -> float | None:
+    at = j.kiosk.last_heartbeat_at
+    return None if at is None else at.timestamp()
+
+
+def _fleet_counts(snapshot: Snapshot) -> list[tuple[Pairs, float]]:
+    counts = dict.fromkeys(KioskStatus, 0)
+    for judged in snapshot.kiosks:
+        counts[judged.status] += 1
+    return [((("status", s.value),), float(n)) for s, n in counts.items()]
+
+
+FAMILIES: tuple[KioskFamily | FleetFamily, ...] = (
+    KioskFamily(
+        names.LAST_HEARTBEAT,
+        "Server receive time of the last heartbeat (Unix s).",
+        _last_heartbeat,
+    ),
+    KioskFamily(
+        names.HEARTBEAT_AGE,
+        "Seconds since the last heartbeat at scrape time.",
+        lambda j: j.age_seconds,
+    ),
+    KioskFamily(
+        names.ONLINE,
+        "1 if active with a heartbeat younger than the threshold.",
+        lambda j: 1.0 if j.status is KioskStatus.ONLINE else 0.0,
+    ),
+    KioskFamily(
+        names.ACTIVE,
+        "1 if the kiosk is active; deactivated kiosks never page.",
+        lambda j: 1.0 if j.kiosk.is_active else 0.0,
+    ),
+    KioskFamily(
+        names.INFO,
+        "Kiosk app version and device description; always 1.",
+        lambda j: 1.0,
+        kind="info",
+        details=lambda j: (
+            ("app_version", j.kiosk.app_version or ""),
+            ("device_info", j.kiosk.device_info or ""),
         ),
-        Family(names.HEARTBEAT_AGE, "Seconds since the last heartbeat at scrape time.", "gauge"),
-        Family(names.ONLINE, "1 if active with a heartbeat younger than the threshold.", "gauge"),
-        Family(names.ACTIVE, "1 if the kiosk is active; deactivated kiosks never page.", "gauge"),
-        Family(names.INFO, "Kiosk app version and device description; always 1.", "info"),
-        Family(names.FLEET, "Number of kiosks per status.", "gauge"),
-        Family(names.OUTDATED, "1 if the app version is older than latest_app_version.", "gauge"),
-    ]
+    ),
+    FleetFamily(names.FLEET, "Number of kiosks per status.", _fleet_counts),
+    KioskFamily(
+        names.OUTDATED,
+        "1 if the app version is older than latest_app_version.",
+        lambda j: None if j.outdated is None else 1.0 if j.outdated else 0.0,
+        wanted=lambda settings: settings.latest_app_version is not None,
+    ),
+)
+
+
+def identity(kiosk: KioskRecord) -> Pairs:
+    """The labels that name a kiosk on every per-kiosk series."""
+    return (("kiosk_id", str(kiosk.id)), ("kiosk_name", kiosk.name), ("location", kiosk.location))
+
+
+def judge_fleet(
+    kiosks: Sequence[KioskRecord], now: datetime, threshold: float, latest: str | None
+) -> list[Judged]:
+    """Every kiosk through the one status rule, at the same instant."""
+    verdicts: dict[str | None, bool | None] = {}
+    judged = []
+    for kiosk in kiosks:
+        seconds = heartbeat_age(kiosk.last_heartbeat_at, now)
+        outdated = None
+        if latest is not None:
+            version = kiosk.app_version
+            if version not in verdicts:
+                verdicts[version] = is_outdated(version, latest)
+            outdated = verdicts[version]
+        judged.append(
+            Judged(kiosk, classify(kiosk.is_active, seconds, threshold), seconds, outdated)
+        )
+    return judged
 
 
 class FleetCollector(Collector):
     """A prometheus_client Collector whose families are rebuilt from the database each scrape.
 
-    Nothing is kept between scrapes, so a removed or renamed kiosk is gone from the next one.
+    Nothing about the fleet is kept between scrapes, so a removed or renamed kiosk is gone
+    from the next one.
     """
 
     def __init__(self, store: Store, settings: Settings, clock: Clock) -> None:
@@ -75,55 +157,52 @@ class FleetCollector(Collector):
         self._threshold = settings.online_threshold_seconds
         self._latest = settings.latest_app_version
         self._clock = clock
+        self.families_wanted = [f for f in FAMILIES if f.wanted(settings)]
+
+    def snapshot(self, now: datetime | None = None) -> Snapshot:
+        """Read every kiosk (the session ends here) and judge each at `now`."""
+        now = self._clock() if now is None else now
+        kiosks = self._store.list_kiosks()
+        return Snapshot(now, judge_fleet(kiosks, now, self._threshold, self._latest))
 
     def describe(self) -> Iterator[Metric]:
         """Registering must not touch the database: describe from names alone."""
-        for family in self._wanted(_empty_families()):
-            yield to_client_family(family)
+        for family in self.families_wanted:
+            yield to_client_family(Family(family.name, family.documentation, family.kind))
 
     def collect(self) -> Iterator[Metric]:
         for family in self.families():
             yield to_client_family(family)
 
-    def _wanted(self, families: list[Family]) -> list[Family]:
-        return families if self._latest is not None else families[:-1]
+    def families(self, snapshot: Snapshot | None = None) -> list[Family]:
+        """The wanted families as plain data (the generic path; exposition.py has the fast one)."""
+        snapshot = self.snapshot() if snapshot is None else snapshot
+        identities = [identity(judged.kiosk) for judged in snapshot.kiosks]
+        return [plain_family(family, snapshot, identities) for family in self.families_wanted]
 
-    def families(self) -> list[Family]:
-        """Read every kiosk (the session ends before anything is yielded) and judge each."""
-        now = self._clock()
-        kiosks = self._store.list_kiosks()
-        last, age, online, active, info, fleet, outdated = families = _empty_families()
-        counts = dict.fromkeys(KioskStatus, 0)
-        verdicts: dict[str | None, bool | None] = {}
-        for kiosk in kiosks:
-            seconds = heartbeat_age(kiosk.last_heartbeat_at, now)
-            status = classify(kiosk.is_active, seconds, self._threshold)
-            counts[status] += 1
-            identity = LabelSet(
-                (
-                    ("kiosk_id", str(kiosk.id)),
-                    ("kiosk_name", kiosk.name),
-                    ("location", kiosk.location),
-                )
-            )
-            if kiosk.last_heartbeat_at is not None and seconds is not None:
-                last.samples.append((identity, kiosk.last_heartbeat_at.timestamp()))
-                age.samples.append((identity, seconds))
-            online.samples.append((identity, 1.0 if status is KioskStatus.ONLINE else 0.0))
-            active.samples.append((identity, 1.0 if kiosk.is_active else 0.0))
-            details = (
-                ("app_version", kiosk.app_version or ""),
-                ("device_info", kiosk.device_info or ""),
-            )
-            info.samples.append((LabelSet(identity.pairs + details), 1.0))
-            if self._latest is not None:
-                if kiosk.app_version not in verdicts:
-                    verdicts[kiosk.app_version] = is_outdated(kiosk.app_version, self._latest)
-                verdict = verdicts[kiosk.app_version]
-                if verdict is not None:
-                    outdated.samples.append((identity, 1.0 if verdict else 0.0))
-        fleet.samples = [(LabelSet((("status", s.value),)), float(n)) for s, n in counts.items()]
-        return self._wanted(families)
+
+@dataclass
+class Family:
+    """A metric family as plain data, for prometheus_client and tests."""
+
+    name: str
+    documentation: str
+    kind: str  # "gauge" or "info"
+    samples: list[tuple[Pairs, float]] = field(default_factory=list)
+
+
+def plain_family(
+    family: KioskFamily | FleetFamily, snapshot: Snapshot, identities: list[Pairs]
+) -> Family:
+    if isinstance(family, FleetFamily):
+        return Family(family.name, family.documentation, family.kind, family.samples(snapshot))
+    samples = []
+    for judged, labels in zip(snapshot.kiosks, identities, strict=True):
+        value = family.value(judged)
+        if value is not None:
+            extra = family.details(judged) if family.details is not None else ()
+            samples.append((labels + extra, value))
+    return Family(family.name, family.documentation, family.kind, samples)
 
 
 def to_client_family(family: Family) -> Metric:
@@ -131,10 +210,10 @@ def to_client_family(family: Family) -> Metric:
     if family.kind == "info":
         info = InfoMetricFamily(family.name.removesuffix("_info"), family.documentation)
         for labels, _ in family.samples:
-            info.add_metric([], dict(labels.pairs))
+            info.add_metric([], dict(labels))
         return info
-    label_names = [k for k, _ in family.samples[0][0].pairs] if family.samples else None
+    label_names = [k for k, _ in family.samples[0][0]] if family.samples else None
     gauge = GaugeMetricFamily(family.name, family.documentation, labels=label_names)
     for labels, value in family.samples:
-        gauge.add_metric([v for _, v in labels.pairs], value)
+        gauge.add_metric([v for _, v in labels], value)
     return gauge

@@ -7,9 +7,16 @@ import hmac
 import falcon
 from prometheus_client import CollectorRegistry
 
-from .collector import FleetCollector
+from .clock import Clock
 from .errors import UnknownToken
-from .exposition import SingleFlight, negotiate, render
+from .exposition import (
+    FleetPage,
+    PageRequest,
+    SingleFlight,
+    accepts_gzip,
+    negotiate,
+    service_text,
+)
 from .payload import MAX_BODY_BYTES, status_etag
 from .service import KioskService
 
@@ -97,10 +104,11 @@ class ReadyResource:
 
 class MetricsResource:
     def __init__(
-        self, fleet: FleetCollector, registry: CollectorRegistry, token: str | None
+        self, fleet: FleetPage, registry: CollectorRegistry, clock: Clock, token: str | None
     ) -> None:
         self._fleet = fleet
         self._registry = registry
+        self._clock = clock
         self._token = token
         self._flights = SingleFlight()
 
@@ -110,5 +118,13 @@ class MetricsResource:
             if not hmac.compare_digest(given.encode(), self._token.encode()):
                 raise UnknownToken()
         fmt = negotiate(req.get_header("Accept"))
+        gzip = accepts_gzip(req.get_header("Accept-Encoding"))
         resp.content_type = fmt.content_type
-        resp.data = self._flights.run(fmt, lambda: render(fmt, self._registry, self._fleet))
+        resp.vary = ("Accept", "Accept-Encoding")
+        if gzip:
+            resp.set_header("Content-Encoding", "gzip")
+        resp.data = self._flights.run((fmt, gzip), lambda: self._page(fmt.openmetrics, gzip))
+
+    def _page(self, openmetrics: bool, gzip: bool) -> bytes:
+        service = service_text(self._registry, openmetrics)
+        return self._fleet.page(PageRequest(openmetrics, self._clock(), service, gzip))

@@ -1,0 +1,107 @@
+"""The /metrics page: gzip on request, and caches that never serve what changed."""
+
+from __future__ import annotations
+
+import gzip
+from datetime import timedelta
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families as parse_text
+
+from exporter.collector import FAMILIES, FleetFamily, KioskFamily
+from exporter.exposition import accepts_gzip
+
+# Rendering does not depend on the database: SQLite is enough.
+sqlite_only = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+
+
+def kiosk_samples(text: str) -> dict[tuple[str, tuple], float]:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in parse_text(text)
+        if family.name.startswith("kiosk_") and not family.name.startswith("kiosk_exporter")
+        for s in family.samples
+    }
+
+
+@sqlite_only
+def test_metrics_are_gzipped_when_the_scraper_accepts_it(client, store, clock):
+    store.add_kiosk("Kiosk-Entrance", "Building A", now=clock())
+    plain = client.simulate_get("/metrics")
+    packed = client.simulate_get("/metrics", headers={"Accept-Encoding": "gzip"})
+    assert "content-encoding" not in plain.headers
+    assert packed.headers["content-encoding"] == "gzip"
+    assert "Accept-Encoding" in packed.headers["vary"]
+    assert kiosk_samples(gzip.decompress(packed.content).decode()) == kiosk_samples(plain.text)
+
+
+@sqlite_only
+def test_gzipped_openmetrics_still_ends_with_eof(client):
+    reply = client.simulate_get(
+        "/metrics",
+        headers={"Accept": "application/openmetrics-text", "Accept-Encoding": "br, gzip"},
+    )
+    assert gzip.decompress(reply.content).endswith(b"# EOF\n")
+
+
+@pytest.mark.parametrize(
+    ("header", "wanted"),
+    [
+        (None, False),
+        ("", False),
+        ("gzip", True),
+        ("deflate, GZIP;q=0.5", True),
+        ("gzip;q=0", False),
+        ("gzip;q=nonsense", False),
+        ("identity", False),
+    ],
+)
+def test_accept_encoding(header, wanted):
+    assert accepts_gzip(header) is wanted
+
+
+@sqlite_only
+def test_a_second_scrape_shows_every_change_since_the_first(client, store, clock):
+    """The identity and line caches are keyed by what they format: a rename, a move, a
+    new version, a deactivation, a status change, a removal and a new kiosk all show."""
+    ids = []
+    for n in range(4):
+        kiosk, _ = store.add_kiosk(f"Kiosk-{n}", "Hall", now=clock())
+        store.record_heartbeat(kiosk.id, received_at=clock(), app_version="1.0.0")
+        ids.append(kiosk.id)
+    before = kiosk_samples(client.simulate_get("/metrics").text)
+    store.update_kiosk(ids[0], name='Kiosk "zero"', location="Hall\\B")
+    store.record_heartbeat(ids[1], received_at=clock(), app_version="2.0.0")
+    store.set_active(ids[2], False)
+    store.remove_kiosk(ids[3])
+    store.add_kiosk("Kiosk-new", "Hall", now=clock())
+    clock.advance(600)  # every kiosk still active goes offline
+    after = client.simulate_get("/metrics").text
+    parsed = kiosk_samples(after)
+    assert parsed != before
+    names = {dict(labels).get("kiosk_name") for (_, labels) in parsed}
+    assert names == {'Kiosk "zero"', "Kiosk-1", "Kiosk-2", "Kiosk-new", None}
+    assert "Kiosk-0" not in after and "Kiosk-3" not in after
+    info = {dict(labels)["kiosk_name"]: dict(labels) for (n, labels) in parsed if n == "kiosk_info"}
+    assert info['Kiosk "zero"']["location"] == "Hall\\B"
+    assert info["Kiosk-1"]["app_version"] == "2.0.0"
+    online = {
+        dict(labels)["kiosk_name"]: v for (n, labels), v in parsed.items() if n == "kiosk_online"
+    }
+    assert online == {'Kiosk "zero"': 0.0, "Kiosk-1": 0.0, "Kiosk-2": 0.0, "Kiosk-new": 0.0}
+    active = {
+        dict(labels)["kiosk_name"]: v for (n, labels), v in parsed.items() if n == "kiosk_active"
+    }
+    assert active["Kiosk-2"] == 0.0
+    age = {
+        dict(labels)["kiosk_name"]: v
+        for (n, labels), v in parsed.items()
+        if n == "kiosk_heartbeat_age_seconds"
+    }
+    assert age["Kiosk-1"] == pytest.approx(timedelta(minutes=10).total_seconds())
+
+
+def test_every_family_is_declared_once_with_a_unique_name():
+    names = [family.name for family in FAMILIES]
+    assert len(names) == len(set(names))
+    assert all(isinstance(f, KioskFamily | FleetFamily) for f in FAMILIES)
