@@ -72,6 +72,7 @@ class Application:
     store: Store
     registry: CollectorRegistry
     stopping: threading.Event
+    fleet: FleetPage
 
     def begin_shutdown(self) -> None:
         """From now on /readyz answers 503; requests are still served."""
@@ -79,6 +80,7 @@ class Application:
 
     def close(self) -> None:
         self.writer.stop()
+        self.fleet.close()
         self.store.close()
 
 
@@ -113,14 +115,18 @@ def create_app(
     wsgi.add_error_handler(ExporterError, _handle_domain_error)
     wsgi.add_error_handler(Exception, _handle_unexpected)
     writer.start()
-    return Application(wsgi=wsgi, writer=writer, store=store, registry=registry, stopping=stopping)
+    return Application(
+        wsgi=wsgi, writer=writer, store=store, registry=registry, stopping=stopping, fleet=fleet
+    )
 
 
 def app_from_settings(
-    settings: Settings, access_log: Callable[[str], None] | None = None
+    settings: Settings,
+    access_log: Callable[[str], None] | None = None,
+    fleet_page: FleetPage | None = None,
 ) -> Application:
     store = open_store(settings.database_url, timeout_seconds=settings.database_timeout_seconds)
-    return create_app(store=store, settings=settings, access_log=access_log)
+    return create_app(store=store, settings=settings, access_log=access_log, fleet_page=fleet_page)
 
 
 def _handle_domain_error(

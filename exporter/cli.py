@@ -30,6 +30,7 @@ from .errors import ConfigError, ExporterError, InvalidInput
 
 log = logging.getLogger("exporter")
 WAITRESS_SEND_BYTES = 18000
+MMAP_THRESHOLD_BYTES = 1024 * 1024
 Command = Callable[[argparse.Namespace, Settings], int]
 
 
@@ -227,11 +228,22 @@ def _serve(args: argparse.Namespace, settings: Settings, access_log: Callable[[s
     from waitress import create_server
 
     from .app import app_from_settings
+    from .memory import limit_arenas
+    from .renderer import ProcessFleetPage
     from .server import addresses, serve_until_signalled
 
     if getattr(args, "upgrade", False):
         cmd_db_upgrade(args, settings)
-    application = app_from_settings(settings, access_log)
+    # Before any thread allocates: 2 arenas instead of one per request thread, and pages
+    # (MBs) in mappings of their own that go back to the system when sent.
+    limit_arenas(2, MMAP_THRESHOLD_BYTES)
+    fleet_page = ProcessFleetPage(settings)
+    fleet_page.start()
+    try:
+        application = app_from_settings(settings, access_log, fleet_page)
+    except BaseException:
+        fleet_page.close()
+        raise
     try:
         server = create_server(
             application.wsgi,

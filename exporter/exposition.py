@@ -194,6 +194,8 @@ class FleetPage(Protocol):
 
     def page(self, request: PageRequest) -> bytes: ...
 
+    def close(self) -> None: ...
+
 
 class LocalFleetPage:
     """The fleet read and formatted in the calling thread."""
@@ -208,6 +210,9 @@ class LocalFleetPage:
             fleet = self._text.render(snapshot, request.openmetrics).encode("utf-8")
             del snapshot
             return assemble(request, fleet)
+
+    def close(self) -> None:
+        """Nothing to release: the store belongs to the caller."""
 
 
 def assemble(request: PageRequest, fleet: bytes) -> bytes:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import gzip
+import os
+import signal
+import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from exporter.collector import FAMILIES, FleetFamily, KioskFamily
 from exporter.exposition import accepts_gzip
+from tests.support.http import request
 
 # Rendering does not depend on the database: SQLite is enough.
 sqlite_only = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
@@ -105,3 +110,52 @@ def test_every_family_is_declared_once_with_a_unique_name():
     names = [family.name for family in FAMILIES]
     assert len(names) == len(set(names))
     assert all(isinstance(f, KioskFamily | FleetFamily) for f in FAMILIES)
+
+
+def renderer_children(pid: int) -> list[int]:
+    """The serving process's metrics renderer (multiprocessing's resource tracker aside)."""
+    children = [
+        int(child)
+        for task in Path(f"/proc/{pid}/task").iterdir()
+        for child in (task / "children").read_text().split()
+    ]
+    return [c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+def wait_for(condition, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_the_served_page_comes_from_a_renderer_process_replaced_when_it_dies(server):
+    """serve renders /metrics in a child process (the request thread only waits on a
+    pipe); a renderer that dies is replaced at the next scrape, and it ends with serve."""
+    _, key = server.add_kiosk("Kiosk-Entrance", "Building A")
+    assert server.heartbeat(key).status == 200
+    (renderer,) = renderer_children(server.process.pid)
+    reply = request("GET", server.url + "/metrics", headers={"Accept-Encoding": "gzip"})
+    assert reply.status == 200 and reply.headers["content-encoding"] == "gzip"
+    page = gzip.decompress(reply.body).decode()
+    assert (
+        'kiosk_online{kiosk_id="1",kiosk_name="Kiosk-Entrance",location="Building A"} 1.0' in page
+    )
+    assert "kiosk_exporter_heartbeats_total 1.0" in page
+    os.kill(renderer, signal.SIGKILL)
+    assert wait_for(lambda: not Path(f"/proc/{renderer}").exists() or _zombie(renderer))
+    again = request("GET", server.url + "/metrics")
+    assert again.status == 200 and b'kiosk_name="Kiosk-Entrance"' in again.body
+    (replacement,) = renderer_children(server.process.pid)
+    assert replacement != renderer
+    assert server.stop() == 0
+    assert wait_for(lambda: not Path(f"/proc/{replacement}").exists())
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] == "Z"
+    except OSError:
+        return True

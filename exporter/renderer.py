@@ -1,0 +1,144 @@
+"""/metrics rendered in a process of its own, so a scrape never holds the heartbeats' GIL.
+
+A 100,000-kiosk page is ~1M Python objects and half a million formatted lines: in the
+serving process that held the interpreter in long stretches and heartbeats waited (p99 from
+~10 ms to ~300-900 ms while scrapes ran back to back). The renderer process reads the
+database itself (SQLite in WAL mode: readers never block the writer; on PostgreSQL/MariaDB
+one more short read-only session per scrape), judges every kiosk with the same rule, formats
+and compresses the page; the request thread only waits on a pipe, which releases the GIL.
+
+The renderer is single-threaded and trims the heap after each page, so its memory does not
+grow from scrape to scrape (glibc keeps freed memory otherwise). If it dies, the next scrape
+starts another one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import signal
+import threading
+from multiprocessing.connection import Connection
+from typing import Any
+
+from . import memory
+from .clock import utc_now
+from .collector import FleetCollector
+from .config import Settings
+from .errors import ExporterError, StorageUnavailable
+from .exposition import LocalFleetPage, PageRequest
+from .store import Store, open_store
+
+log = logging.getLogger(__name__)
+
+# Longer than any scrape_timeout worth setting: past it the renderer is presumed stuck.
+RENDER_TIMEOUT_SECONDS = 120.0
+
+
+class ProcessFleetPage:
+    """A FleetPage served by a child process; one page at a time, callers queue on a lock."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._process: Any = None
+        self._conn: Connection | None = None
+
+    def start(self) -> None:
+        """Start the child now rather than at the first scrape (its imports take ~1 s)."""
+        with self._lock:
+            self._ensure_child()
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else int(self._process.pid)
+
+    def page(self, request: PageRequest) -> bytes:
+        with self._lock:
+            for _ in range(2):  # a dead child is replaced once per scrape
+                conn = self._ensure_child()
+                try:
+                    conn.send(request)
+                    if not conn.poll(RENDER_TIMEOUT_SECONDS):
+                        log.error(
+                            "metrics renderer silent for %gs: replacing it", RENDER_TIMEOUT_SECONDS
+                        )
+                        self._discard()
+                        break
+                    status, detail = conn.recv()
+                    if status != "ok":
+                        raise StorageUnavailable(str(detail))
+                    return conn.recv_bytes()
+                except (EOFError, OSError):
+                    log.warning("metrics renderer process ended; starting another")
+                    self._discard()
+        raise StorageUnavailable("the metrics renderer did not answer")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                with contextlib.suppress(OSError):
+                    self._conn.send(None)
+            if self._process is not None:
+                self._process.join(5)
+            self._discard()
+
+    def _ensure_child(self) -> Connection:
+        if self._process is not None and self._process.is_alive() and self._conn is not None:
+            return self._conn
+        self._discard()
+        context = multiprocessing.get_context("spawn")  # no fork of a threaded process
+        ours, theirs = context.Pipe()
+        process = context.Process(
+            target=run_renderer, args=(theirs, self._settings), name="metrics-renderer", daemon=True
+        )
+        process.start()
+        theirs.close()
+        self._process, self._conn = process, ours
+        return ours
+
+    def _discard(self) -> None:
+        if self._process is not None and self._process.is_alive():
+            self._process.kill()
+            self._process.join(5)
+        if self._conn is not None:
+            self._conn.close()
+        self._process, self._conn = None, None
+
+
+def run_renderer(conn: Connection, settings: Settings) -> None:
+    """The child's loop: a PageRequest in, ("ok", size) and the page out; None ends it."""
+    # The parent decides when this ends (after its drain): a Ctrl-C or SIGTERM sent to the
+    # whole process group must not take /metrics away while the parent still serves.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    store: Store | None = None
+    fleet: LocalFleetPage | None = None
+    try:
+        while (request := _next(conn)) is not None:
+            try:
+                if store is None or fleet is None:
+                    store = open_store(
+                        settings.database_url, timeout_seconds=settings.database_timeout_seconds
+                    )
+                    fleet = LocalFleetPage(FleetCollector(store, settings, utc_now))
+                page = fleet.page(request)
+            except ExporterError as exc:
+                conn.send(("error", str(exc)))
+                continue
+            conn.send(("ok", len(page)))
+            conn.send_bytes(page)
+            del page
+            memory.trim()
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _next(conn: Connection) -> PageRequest | None:
+    try:
+        request: PageRequest | None = conn.recv()
+    except EOFError:  # the parent is gone
+        return None
+    return request
