@@ -95,7 +95,11 @@ class Server:
 
 
 def start_exporter(
-    database: str, workdir: Path, threads: int, env: dict[str, str] | None = None
+    database: str,
+    workdir: Path,
+    threads: int,
+    env: dict[str, str] | None = None,
+    serve_args: list[str] | None = None,
 ) -> Server:
     port = free_port()
     log = (workdir / "server.log").open("ab")
@@ -117,6 +121,7 @@ def start_exporter(
         "127.0.0.1",
         "--port",
         str(port),
+        *(serve_args or []),
     ]
     process = subprocess.Popen(command, stdout=log, stderr=log, env=variables, cwd=ROOT)
     return _ready(Server(process, port))

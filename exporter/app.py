@@ -92,9 +92,12 @@ def create_app(
     clock: Clock = utc_now,
     access_log: Callable[[str], None] | None = None,
     fleet_page: FleetPage | None = None,
+    exposed: CollectorRegistry | None = None,
 ) -> Application:
     """`access_log` takes one line per request; by default the `exporter.access` logger.
-    `fleet_page` renders /metrics; by default in the scraping request's own thread."""
+    `fleet_page` renders /metrics; by default in the scraping request's own thread.
+    `exposed` is the registry /metrics shows (by default `registry`; under `--workers`,
+    one that sums every worker's counters)."""
     registry = registry if registry is not None else CollectorRegistry()
     metrics = ServiceMetrics(registry, DIAGNOSTIC_FIELDS)
     writer = HeartbeatWriter(store, min_interval_seconds=settings.min_heartbeat_interval_seconds)
@@ -109,7 +112,9 @@ def create_app(
     wsgi.add_route("/kiosk/{kiosk_id:int}", KioskResource(service))
     wsgi.add_route("/healthz", HealthResource())
     wsgi.add_route("/readyz", ReadyResource(service))
-    wsgi.add_route("/metrics", MetricsResource(fleet, registry, clock, settings.metrics_token))
+    wsgi.add_route(
+        "/metrics", MetricsResource(fleet, exposed or registry, clock, settings.metrics_token)
+    )
     if settings.ui_enabled:
         statuspage.add_routes(wsgi)
     wsgi.add_error_handler(ExporterError, _handle_domain_error)
@@ -124,9 +129,16 @@ def app_from_settings(
     settings: Settings,
     access_log: Callable[[str], None] | None = None,
     fleet_page: FleetPage | None = None,
+    exposed: CollectorRegistry | None = None,
 ) -> Application:
     store = open_store(settings.database_url, timeout_seconds=settings.database_timeout_seconds)
-    return create_app(store=store, settings=settings, access_log=access_log, fleet_page=fleet_page)
+    return create_app(
+        store=store,
+        settings=settings,
+        access_log=access_log,
+        fleet_page=fleet_page,
+        exposed=exposed,
+    )
 
 
 def _handle_domain_error(

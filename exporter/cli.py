@@ -6,7 +6,9 @@ import argparse
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from .admin import (
@@ -46,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
     serve.add_argument("--threads", type=int, default=None)
+    serve.add_argument(
+        "--workers", type=int, default=None, help="serving processes sharing the port (default 1)"
+    )
     serve.add_argument(
         "--upgrade", action="store_true", help="apply pending schema migrations first"
     )
@@ -190,6 +195,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
                 "host": getattr(args, "host", None),
                 "port": getattr(args, "port", None),
                 "threads": getattr(args, "threads", None),
+                "workers": getattr(args, "workers", None),
             },
         )
     except ConfigError as exc:
@@ -213,42 +219,94 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    if getattr(args, "upgrade", False):
+        cmd_db_upgrade(args, settings)
+    if settings.workers > 1:
+        return _serve_workers(settings)
+    return _serve_process(settings, Listen())
+
+
+@dataclass(frozen=True)
+class Listen:
+    """Where one serving process listens: its own new sockets, or its share of a worker pool."""
+
+    sockets: tuple[Any, ...] = ()  # pre-bound by the supervisor of `--workers`
+    metrics_dir: str | None = None  # prometheus_client's multiprocess directory
+    worker: str = ""  # "worker 1/2", for the start-up line
+
+
+def _serve_workers(settings: Settings) -> int:
+    """`--workers N`: bind once, fork N serving processes sharing the sockets."""
+    from .logs import LOG_FORMAT
+    from .server import bind_sockets
+    from .workers import run_workers
+
+    if any(name.startswith("prometheus_client") for name in sys.modules):
+        # Its multiprocess mode is chosen when the library is imported.
+        raise RuntimeError("--workers must be set when the process starts")
+    logging.basicConfig(level=settings.log_level, format=LOG_FORMAT)
+    try:
+        sockets = tuple(bind_sockets(settings.host, settings.port))
+    except OSError as exc:
+        where = f"{settings.host}:{settings.port}"
+        raise RuntimeError(f"cannot listen on {where}: {exc.strerror or exc}") from None
+    with tempfile.TemporaryDirectory(prefix="kiosk-exporter-metrics-") as directory:
+        # prometheus_client's documented switch: each worker writes its counters to files
+        # there, and any worker's /metrics sums them.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+        try:
+            return run_workers(
+                settings.workers,
+                list(sockets),
+                lambda slot: _serve_process(
+                    settings, Listen(sockets, directory, f"worker {slot + 1}/{settings.workers}")
+                ),
+            )
+        finally:
+            del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
+
+def _serve_process(settings: Settings, listen: Listen) -> int:
     from .logs import configure_serve_logging
 
     log_writer = configure_serve_logging(settings.log_level)
     try:
-        return _serve(args, settings, log_writer.line_sink("exporter.access"))
+        return _serve(settings, log_writer.line_sink("exporter.access"), listen)
     finally:
         # The last lines ("stopped", shutdown errors) reach the log before the process ends.
         logging.getLogger().removeHandler(log_writer)
         log_writer.close()
 
 
-def _serve(args: argparse.Namespace, settings: Settings, access_log: Callable[[str], None]) -> int:
+def _serve(settings: Settings, access_log: Callable[[str], None], listen: Listen) -> int:
     from waitress import create_server
 
     from .app import app_from_settings
     from .memory import limit_arenas
+    from .metrics import multiprocess_registry
     from .renderer import ProcessFleetPage
     from .server import addresses, serve_until_signalled
 
-    if getattr(args, "upgrade", False):
-        cmd_db_upgrade(args, settings)
     # Before any thread allocates: 2 arenas instead of one per request thread, and pages
     # (MBs) in mappings of their own that go back to the system when sent.
     limit_arenas(2, MMAP_THRESHOLD_BYTES)
     fleet_page = ProcessFleetPage(settings)
     fleet_page.start()
+    exposed = multiprocess_registry(listen.metrics_dir) if listen.metrics_dir else None
     try:
-        application = app_from_settings(settings, access_log, fleet_page)
+        application = app_from_settings(settings, access_log, fleet_page, exposed)
     except BaseException:
         fleet_page.close()
         raise
+    where = (
+        {"sockets": list(listen.sockets)}
+        if listen.sockets
+        else {"host": settings.host, "port": settings.port}
+    )
     try:
         server = create_server(
             application.wsgi,
-            host=settings.host,
-            port=settings.port,
+            **where,
             threads=settings.threads,
             connection_limit=settings.connection_limit,
             ident="kiosk-exporter",
@@ -262,13 +320,14 @@ def _serve(args: argparse.Namespace, settings: Settings, access_log: Callable[[s
         )
     except OSError as exc:  # the port is taken, the address is not this host's, ...
         application.close()
-        where = f"{settings.host}:{settings.port}"
-        raise RuntimeError(f"cannot listen on {where}: {exc.strerror or exc}") from None
+        where_text = f"{settings.host}:{settings.port}"
+        raise RuntimeError(f"cannot listen on {where_text}: {exc.strerror or exc}") from None
     log.info(
-        "serving on %s with %s (online threshold %gs)",
+        "serving on %s with %s (online threshold %gs)%s",
         " and ".join(addresses(server)),
         application.store.description,
         settings.online_threshold_seconds,
+        f", {listen.worker}" if listen.worker else "",
     )
 
     def cleanup() -> None:

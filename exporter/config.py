@@ -44,6 +44,7 @@ class Settings:
     host: str = "0.0.0.0"
     port: int = 8000
     threads: int = 16
+    workers: int = 1
     connection_limit: int = 1000
     shutdown_grace_seconds: float = 0.0
     online_threshold_seconds: float = 300.0
@@ -218,6 +219,7 @@ def _from_environ(environ: Mapping[str, str], problems: list[str]) -> dict[str, 
 _MINIMUMS: dict[str, float] = {
     "port": 0,
     "threads": 1,
+    "workers": 1,
     "connection_limit": 1,
     "shutdown_grace_seconds": 0,
     "online_threshold_seconds": 1,
@@ -228,7 +230,7 @@ _MINIMUMS: dict[str, float] = {
 
 
 # A grace of 10000 (milliseconds meant) would keep a stopping replica up for hours.
-_MAXIMUMS: dict[str, float] = {"port": 65535, "shutdown_grace_seconds": 600}
+_MAXIMUMS: dict[str, float] = {"port": 65535, "shutdown_grace_seconds": 600, "workers": 64}
 
 
 def _coerce(name: str, value: Any) -> Any:

@@ -12,6 +12,7 @@ from prometheus_client import (
     Histogram,
 )
 from prometheus_client.gc_collector import GCCollector
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
@@ -91,6 +92,7 @@ class ServiceMetrics:
             "Version of the running exporter; always 1.",
             ["version"],
             registry=registry,
+            multiprocess_mode="max",  # under --workers: one series, not one per worker
         )
         build_info.labels(__version__).set(1)
         ProcessCollector(registry=registry)
@@ -128,3 +130,12 @@ class ServiceMetrics:
             # statuses is a small set, so keep the children at hand.
             child = self._durations[key] = self.request_duration.labels(*key)
         child.observe(seconds)
+
+
+def multiprocess_registry(directory: str) -> CollectorRegistry:
+    """Under `serve --workers`: the service metrics summed over every worker's files
+    (prometheus_client's multiprocess mode; the process_* and python_* collectors, which
+    describe one process, are not on this page)."""
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=directory)
+    return registry

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import multiprocessing
+import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
 from multiprocessing.connection import Connection
-from typing import Any
 
 from . import memory
 from .clock import utc_now
@@ -34,15 +36,21 @@ log = logging.getLogger(__name__)
 
 # Longer than any scrape_timeout worth setting: past it the renderer is presumed stuck.
 RENDER_TIMEOUT_SECONDS = 120.0
+RENDERER_NICENESS = 10
 
 
 class ProcessFleetPage:
-    """A FleetPage served by a child process; one page at a time, callers queue on a lock."""
+    """A FleetPage served by a child process; one page at a time, callers queue on a lock.
+
+    The child is a plain `python -m exporter.renderer FD` (not multiprocessing, whose spawn
+    starts a resource tracker and unblocks SIGTERM while doing so), talking over a socket
+    pair with multiprocessing's message framing.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._lock = threading.Lock()
-        self._process: Any = None
+        self._process: subprocess.Popen[bytes] | None = None
         self._conn: Connection | None = None
 
     def start(self) -> None:
@@ -52,7 +60,7 @@ class ProcessFleetPage:
 
     @property
     def pid(self) -> int | None:
-        return None if self._process is None else int(self._process.pid)
+        return None if self._process is None else self._process.pid
 
     def page(self, request: PageRequest) -> bytes:
         with self._lock:
@@ -61,9 +69,7 @@ class ProcessFleetPage:
                 try:
                     conn.send(request)
                     if not conn.poll(RENDER_TIMEOUT_SECONDS):
-                        log.error(
-                            "metrics renderer silent for %gs: replacing it", RENDER_TIMEOUT_SECONDS
-                        )
+                        log.error("metrics renderer silent for %gs", RENDER_TIMEOUT_SECONDS)
                         self._discard()
                         break
                     status, detail = conn.recv()
@@ -81,27 +87,30 @@ class ProcessFleetPage:
                 with contextlib.suppress(OSError):
                     self._conn.send(None)
             if self._process is not None:
-                self._process.join(5)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self._process.wait(5)
             self._discard()
 
     def _ensure_child(self) -> Connection:
-        if self._process is not None and self._process.is_alive() and self._conn is not None:
+        if self._process is not None and self._process.poll() is None and self._conn is not None:
             return self._conn
         self._discard()
-        context = multiprocessing.get_context("spawn")  # no fork of a threaded process
-        ours, theirs = context.Pipe()
-        process = context.Process(
-            target=run_renderer, args=(theirs, self._settings), name="metrics-renderer", daemon=True
-        )
-        process.start()
-        theirs.close()
-        self._process, self._conn = process, ours
-        return ours
+        ours, theirs = socket.socketpair()
+        with theirs:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "exporter.renderer", str(theirs.fileno())],
+                pass_fds=[theirs.fileno()],
+                stdin=subprocess.DEVNULL,
+            )
+        conn = Connection(ours.detach())
+        conn.send(self._settings)
+        self._process, self._conn = process, conn
+        return conn
 
     def _discard(self) -> None:
-        if self._process is not None and self._process.is_alive():
+        if self._process is not None and self._process.poll() is None:
             self._process.kill()
-            self._process.join(5)
+            self._process.wait(5)
         if self._conn is not None:
             self._conn.close()
         self._process, self._conn = None, None
@@ -113,6 +122,8 @@ def run_renderer(conn: Connection, settings: Settings) -> None:
     # whole process group must not take /metrics away while the parent still serves.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # Rendering is background work: when the cores are busy, heartbeats go first.
+    os.nice(RENDERER_NICENESS)
     store: Store | None = None
     fleet: LocalFleetPage | None = None
     try:
@@ -136,9 +147,19 @@ def run_renderer(conn: Connection, settings: Settings) -> None:
             store.close()
 
 
+def main(argv: list[str]) -> None:
+    """Entry point of the child: the socket's descriptor, then Settings as first message."""
+    conn = Connection(int(argv[1]))
+    run_renderer(conn, conn.recv())
+
+
 def _next(conn: Connection) -> PageRequest | None:
     try:
         request: PageRequest | None = conn.recv()
     except EOFError:  # the parent is gone
         return None
     return request
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from waitress import wasyncore
+from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer, MultiSocketServer
 
@@ -66,7 +67,10 @@ def serve_until_signalled(
         stop.set()
         listeners[0].pull_trigger()  # wake the loop now, not at its next timeout
 
-    previous = {sig: signal.signal(sig, on_stop_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    stop_signals = (signal.SIGTERM, signal.SIGINT)
+    previous = {sig: signal.signal(sig, on_stop_signal) for sig in stop_signals}
+    # A `--workers` worker blocks them while it starts; one that arrived meanwhile runs now.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
     try:
         _turn(server.adj, sockets, until=stop.is_set)
         log.info("stopping: %gs of grace with /readyz at 503, then draining", grace_seconds)
@@ -85,6 +89,26 @@ def serve_until_signalled(
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+
+def bind_sockets(host: str, port: int) -> list[socket.socket]:
+    """Listening sockets for every address `host` resolves to, as waitress would open them,
+    made before `serve --workers` forks so that every worker accepts from the same queue."""
+    sockets = []
+    try:
+        for family, kind, proto, address in Adjustments(host=host, port=port).listen:
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(Adjustments.backlog)
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
 
 
 def addresses(server: Any) -> list[str]:

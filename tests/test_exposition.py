@@ -119,7 +119,7 @@ def renderer_children(pid: int) -> list[int]:
         for task in Path(f"/proc/{pid}/task").iterdir()
         for child in (task / "children").read_text().split()
     ]
-    return [c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    return [c for c in children if b"exporter.renderer" in Path(f"/proc/{c}/cmdline").read_bytes()]
 
 
 def wait_for(condition, timeout: float = 10.0) -> bool:
