@@ -23,6 +23,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+import zlib
 from pathlib import Path
 
 from common import ROOT, Server, fleet_database, provision, start_exporter, wrk
@@ -120,6 +121,15 @@ def target_render(url: str, database: str, args: argparse.Namespace) -> None:
         f"[{'met' if met else 'NOT met'}: <= 0.1x, page no larger]"
     )
     print(f"     served {served}, gzip {zipped}, generate_latest {generic}")
+    page = urllib.request.urlopen(url + "/metrics", timeout=120).read()
+    costs = []
+    for level in (1, 6, 9):
+        started = time.process_time()
+        packed = zlib.compress(page, level)
+        costs.append(
+            f"level {level}: {time.process_time() - started:.2f} s CPU, {len(packed) / 1e6:.1f} MB"
+        )
+    print(f"     gzip of the {len(page) / 1e6:.1f} MB page (served at level 1): {'; '.join(costs)}")
 
 
 def target_memory(url: str, server: Server, args: argparse.Namespace) -> None:
