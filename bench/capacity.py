@@ -2,6 +2,9 @@
 
     .venv/bin/python bench/capacity.py [--kiosks 100000] [--rate 1000] [--seconds 30]
 
+On a PostgreSQL of its own (KIOSK_TEST_POSTGRESQL_URL=postgresql://postgres@127.0.0.1:PORT/test)
+the "whole server" figures (WAL, the server's own processes) are this run's alone.
+
 1. per heartbeat, at a paced rate through wrk: the service's CPU (its whole process tree),
    the database's CPU (the backends of this database; the server's shared writers are shown
    apart, since other databases on the server use them too), WAL bytes and table size;
@@ -220,7 +223,13 @@ def main() -> None:
             f"2. simulation: {args.replicas} replicas, {args.sim_kiosks:,} simulated tablets "
             f"every {interval:g} s: {per_heartbeat(sim)}"
         )
-        for what, key in (("service", "service_cpu_s"), ("database", "db_cpu_s")):
+        for m_ in (m, sim):
+            m_["db_total_cpu_s"] = m_["db_cpu_s"] + m_["shared_cpu_s"]
+        for what, key in (
+            ("service", "service_cpu_s"),
+            ("database backends", "db_cpu_s"),
+            ("database, its own writers included", "db_total_cpu_s"),
+        ):
             predicted = m[key] / max(m["heartbeats"], 1) * n
             print(
                 f"   {what} CPU: model {predicted:.1f} s, measured {sim[key]:.1f} s "

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import signal
 import socket
 import subprocess
@@ -36,13 +35,19 @@ log = logging.getLogger(__name__)
 
 # Longer than any scrape_timeout worth setting: past it the renderer is presumed stuck.
 RENDER_TIMEOUT_SECONDS = 120.0
+# Rendering is background work: when the cores are busy, heartbeats go first. The niceness
+# is set before the renderer's imports, which take ~1 s of CPU while the service starts.
 RENDERER_NICENESS = 10
+_BOOT = (
+    f"import os, sys; os.nice({RENDERER_NICENESS}); "
+    "from exporter.renderer import main; main(sys.argv)"
+)
 
 
 class ProcessFleetPage:
     """A FleetPage served by a child process; one page at a time, callers queue on a lock.
 
-    The child is a plain `python -m exporter.renderer FD` (not multiprocessing, whose spawn
+    The child is a plain `python -c <_BOOT> FD` (not multiprocessing, whose spawn
     starts a resource tracker and unblocks SIGTERM while doing so), talking over a socket
     pair with multiprocessing's message framing.
     """
@@ -98,7 +103,7 @@ class ProcessFleetPage:
         ours, theirs = socket.socketpair()
         with theirs:
             process = subprocess.Popen(
-                [sys.executable, "-m", "exporter.renderer", str(theirs.fileno())],
+                [sys.executable, "-c", _BOOT, str(theirs.fileno())],
                 pass_fds=[theirs.fileno()],
                 stdin=subprocess.DEVNULL,
             )
@@ -122,8 +127,6 @@ def run_renderer(conn: Connection, settings: Settings) -> None:
     # whole process group must not take /metrics away while the parent still serves.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    # Rendering is background work: when the cores are busy, heartbeats go first.
-    os.nice(RENDERER_NICENESS)
     store: Store | None = None
     fleet: LocalFleetPage | None = None
     try:
