@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import logging
 import threading
 import time
@@ -39,6 +40,7 @@ from .resources import (
     KioskResource,
     KioskStatusResource,
     MetricsResource,
+    OpenApiResource,
     ReadyResource,
 )
 from .service import KeyDirectory, KioskService
@@ -115,6 +117,7 @@ def create_app(
     wsgi.add_route(
         "/metrics", MetricsResource(fleet, exposed or registry, clock, settings.metrics_token)
     )
+    wsgi.add_route("/openapi.json", OpenApiResource(openapi_document()))
     if settings.ui_enabled:
         statuspage.add_routes(wsgi)
     wsgi.add_error_handler(ExporterError, _handle_domain_error)
@@ -123,6 +126,12 @@ def create_app(
     return Application(
         wsgi=wsgi, writer=writer, store=store, registry=registry, stopping=stopping, fleet=fleet
     )
+
+
+def openapi_document() -> bytes:
+    """exporter/openapi.json: the public HTTP API, kept beside the code that serves it
+    (tests/test_openapi.py fails when a route is missing from it or an answer differs)."""
+    return importlib.resources.files(__package__).joinpath("openapi.json").read_bytes()
 
 
 def app_from_settings(

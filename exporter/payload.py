@@ -31,7 +31,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .clock import format_utc, parse_utc
-from .errors import InvalidHeartbeat
+from .errors import InvalidHeartbeat, InvalidInput
 from .records import KioskRecord
 from .status import KioskState
 
@@ -40,6 +40,9 @@ FIELD_LIMITS = {"app_version": 64, "device_info": 256}
 # Unicode categories Cc (C0, DEL, C1 controls) and Cs (lone surrogates), as one regex: a
 # per-character unicodedata lookup cost ~10 us on every heartbeat.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# What JSON counts as whitespace (RFC 8259): bytes.strip() also drops \x0b and \x0c, which
+# made a body of those a valid empty heartbeat while it is neither empty nor JSON.
+_JSON_SPACE = b" \t\r\n"
 _TIME_HINT = "not a time: send an ISO-8601 string such as 2026-11-26T10:00:00Z"
 
 
@@ -92,7 +95,7 @@ def parse_heartbeat(body: bytes) -> HeartbeatPayload:
 
     An empty body is a valid heartbeat: the fields are optional and the key says who it is.
     """
-    if not body.strip():
+    if is_blank(body):
         return HeartbeatPayload()
     try:
         document = json.loads(body)
@@ -122,6 +125,11 @@ def parse_heartbeat(body: bytes) -> HeartbeatPayload:
     )
 
 
+def is_blank(body: bytes) -> bool:
+    """An empty body (JSON whitespace at most): a heartbeat without fields."""
+    return not body.strip(_JSON_SPACE)
+
+
 def _text_field(document: dict[str, Any], field: str) -> str | None:
     value = document.get(field)
     if value is None:
@@ -133,6 +141,15 @@ def _text_field(document: dict[str, Any], field: str) -> str | None:
         raise InvalidHeartbeat(field, f"longer than {limit} characters")
     if _CONTROL.search(value):
         raise InvalidHeartbeat(field, "contains control characters")
+    return value
+
+
+def query_text(name: str, value: str | None) -> str | None:
+    """A text query parameter, refused the same way on every database: PostgreSQL's driver
+    rejects NUL in a string (a 500 there, a silent empty answer on SQLite), and no stored
+    name or location holds a control character, so such a value is a client's mistake."""
+    if value is not None and _CONTROL.search(value):
+        raise InvalidInput(name, "contains control characters")
     return value
 
 

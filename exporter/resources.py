@@ -102,6 +102,17 @@ class ReadyResource:
     on_head = on_get
 
 
+class OpenApiResource:
+    """The API's OpenAPI document, as shipped in the package (read once at start-up)."""
+
+    def __init__(self, document: bytes) -> None:
+        self._document = document
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = falcon.MEDIA_JSON
+        resp.data = self._document
+
+
 class MetricsResource:
     def __init__(
         self, fleet: FleetPage, registry: CollectorRegistry, clock: Clock, token: str | None

@@ -24,7 +24,14 @@ from .errors import (
     UnsupportedMediaType,
 )
 from .metrics import ServiceMetrics
-from .payload import MAX_BODY_BYTES, HeartbeatPayload, parse_heartbeat, status_document
+from .payload import (
+    MAX_BODY_BYTES,
+    HeartbeatPayload,
+    is_blank,
+    parse_heartbeat,
+    query_text,
+    status_document,
+)
 from .records import HeartbeatWrite, KioskRecord, Outcome
 from .status import KioskState, KioskStatus, judge, retry_after_seconds
 from .store import Store
@@ -133,7 +140,7 @@ class KioskService:
         kiosk_id = self.directory.get(key_hash) or self._kiosk_id_for(key_hash)
         if len(body) > MAX_BODY_BYTES:
             raise PayloadTooLarge(MAX_BODY_BYTES)
-        if body.strip() and not _is_json(content_type):
+        if not is_blank(body) and not _is_json(content_type):
             raise UnsupportedMediaType(content_type)
         payload = parse_heartbeat(body)
         received_at = self.clock()
@@ -200,7 +207,8 @@ class KioskService:
         self, token: str | None, *, status: str | None, location: str | None
     ) -> list[dict[str, Any]]:
         self.authenticate_back_office(token)
-        wanted = _parse_status_filter(status)
+        wanted = _parse_status_filter(query_text("status", status))
+        location = query_text("location", location)
         now = self.clock()
         documents = []
         for kiosk in self.store.list_kiosks(location=location):

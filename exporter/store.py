@@ -70,6 +70,13 @@ def _batch_update_args(rows: Sequence[tuple[Any, ...]]) -> list[Any]:
     return args
 
 
+def _require_id(kiosk_id: int) -> None:
+    """An id no row can have: a URL's /kiosk/99999999999999999999 overflowed the driver's
+    64-bit integer (a 500); it is simply not found."""
+    if not 0 < kiosk_id < 1 << 63:
+        raise KioskNotFound(kiosk_id)
+
+
 def _session(method: Callable[P, R]) -> Callable[P, R]:
     """Pony's db_session, typed: one short transaction per public store method."""
     return cast(Callable[P, R], db_session(method))
@@ -173,6 +180,7 @@ class Store:
     @_storage_errors
     @_session
     def get_kiosk(self, kiosk_id: int) -> KioskRecord:
+        _require_id(kiosk_id)
         found = self._kiosks("WHERE id = $kiosk_id", {"kiosk_id": kiosk_id})
         if not found:
             raise KioskNotFound(kiosk_id)
@@ -268,6 +276,7 @@ class Store:
         self._kiosk_entity(kiosk_id).delete()
 
     def _kiosk_entity(self, kiosk_id: int) -> Any:
+        _require_id(kiosk_id)
         kiosk = self._schema.Kiosk.get(id=kiosk_id)
         if kiosk is None:
             raise KioskNotFound(kiosk_id)
