@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import schema
+from .access import parse_scope
 from .clock import format_utc
 from .config import Settings
 from .errors import InvalidInput
@@ -219,11 +220,18 @@ def token_row(token: TokenRecord) -> dict[str, Any]:
         "created_at": format_utc(token.created_at),
         "last_used_at": format_utc(token.last_used_at),
         "revoked": token.revoked,
+        "scope": token.scope,
+        "locations": list(token.locations),
     }
 
 
 def cmd_token_add(args: argparse.Namespace, settings: Settings) -> int:
-    token, secret = _store(settings).add_token(_required_text(args.name, "--name"))
+    """Tokens are made here only: no HTTP route can create or widen one."""
+    token, secret = _store(settings).add_token(
+        _required_text(args.name, "--name"),
+        scope=parse_scope(args.scope, "--scope").value,
+        locations=[_required_text(loc, "--location") for loc in args.location or ()],
+    )
     if args.json:
         _print_json({**token_row(token), "token": secret})
     else:
@@ -237,7 +245,9 @@ def cmd_token_list(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         _print_json(rows)
     else:
-        columns = ["id", "name", "created_at", "last_used_at", "revoked"]
+        columns = ["id", "name", "scope", "locations", "created_at", "last_used_at", "revoked"]
+        for row in rows:
+            row["locations"] = ", ".join(row["locations"]) or "(all)"
         _print_table(columns, [[row[c] for c in columns] for row in rows])
     return 0
 

@@ -22,6 +22,8 @@ from .errors import (
     InvalidInput,
     KioskInactive,
     KioskNotFound,
+    LocationForbidden,
+    MissingScope,
     PayloadTooLarge,
     RateLimited,
     ShuttingDown,
@@ -55,6 +57,8 @@ _ERROR_STATUS: dict[type[ExporterError], tuple[int, str]] = {
     UnknownKey: (401, "Missing or unknown X-Kiosk-API-Key"),
     UnknownToken: (401, "Missing, unknown or revoked bearer token"),
     KioskInactive: (403, "Kiosk is deactivated"),
+    MissingScope: (403, "Token scope does not allow this"),
+    LocationForbidden: (403, "Token is limited to other locations"),
     KioskNotFound: (404, "Kiosk not found"),
     InvalidInput: (400, "Invalid request"),
     PayloadTooLarge: (413, "Request body too large"),
@@ -157,8 +161,10 @@ def _handle_domain_error(
         (v for t, v in _ERROR_STATUS.items() if isinstance(exc, t)), (500, "Internal error")
     )
     body: dict[str, Any] = {"title": title, "description": str(exc)}
-    if isinstance(exc, InvalidInput):
+    if isinstance(exc, InvalidInput | LocationForbidden):
         body["field"] = exc.field
+    if isinstance(exc, MissingScope):
+        body["required_scope"] = exc.needed
     if isinstance(exc, RateLimited | StorageUnavailable | ShuttingDown):
         resp.set_header("Retry-After", str(exc.retry_after))
     if isinstance(exc, UnknownToken):

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .access import Scope
 from .admin import (
     cmd_db_break_lock,
     cmd_db_status,
@@ -117,7 +118,25 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_token_add,
         common,
         "create a back-office token and print it once",
-        [("--name", {"required": True})],
+        [
+            ("--name", {"required": True}),
+            (
+                "--scope",
+                {
+                    "default": "read",
+                    "choices": [s.value for s in Scope],
+                    "help": "read: status, history, page (default); admin: also manage kiosks",
+                },
+            ),
+            (
+                "--location",
+                {
+                    "action": "append",
+                    "metavar": "L",
+                    "help": "limit the token to kiosks at L (repeat for several; default: all)",
+                },
+            ),
+        ],
         json_output=True,
     )
     _add(token, "list", cmd_token_list, common, "list tokens", [], json_output=True)

@@ -33,6 +33,25 @@ class KioskNotFound(ExporterError):
         super().__init__(f"no kiosk with id {kiosk_id}")
 
 
+class MissingScope(ExporterError):
+    """A valid token whose scope does not grant the route (403, never 401: it is known)."""
+
+    def __init__(self, needed: str, held: str) -> None:
+        self.needed = needed
+        self.held = held
+        super().__init__(f"this route needs a token with scope {needed!r}; this one has {held!r}")
+
+
+class LocationForbidden(ExporterError):
+    """A location-limited token naming a location outside its limits."""
+
+    def __init__(self, field: str, location: str, allowed: list[str]) -> None:
+        self.field = field
+        super().__init__(
+            f"{field}: this token manages only {', '.join(map(repr, allowed))}, not {location!r}"
+        )
+
+
 class TokenNotFound(ExporterError):
     def __init__(self, token_id: int) -> None:
         self.token_id = token_id

@@ -10,7 +10,7 @@ from datetime import datetime
 from types import ModuleType
 from typing import Any
 
-from pony.orm import Database, Optional, PrimaryKey, Required
+from pony.orm import Database, Optional, PrimaryKey, Required, Set, composite_key
 
 from .config import DatabaseUrl
 from .fleetfile import LIMITS as KIOSK_TEXT_LIMITS
@@ -26,9 +26,11 @@ class Schema:
     db: Database
     Kiosk: Any
     Token: Any
+    TokenLocation: Any
+    IdempotencyKey: Any
 
 
-def define_entities(db: Database) -> tuple[Any, Any]:
+def define_entities(db: Database) -> tuple[Any, Any, Any, Any]:
     """Table and column names match the original design (`SELECT kiosk_name … FROM kiosks`)."""
 
     class Kiosk(db.Entity):  # type: ignore[misc]
@@ -43,6 +45,9 @@ def define_entities(db: Database) -> tuple[Any, Any]:
         device_info = Optional(str, FIELD_LIMITS["device_info"], nullable=True)
         api_key_hash = Required(str, 64, unique=True)
         key_prefix = Required(str, 16)
+        # The pending enrollment code (one per kiosk, as a hash) and when it stops working.
+        enrollment_code_hash = Optional(str, 64, unique=True, nullable=True)
+        enrollment_expires_at = Optional(datetime, precision=6, nullable=True)
 
     class Token(db.Entity):  # type: ignore[misc]
         _table_ = "backoffice_tokens"
@@ -53,8 +58,29 @@ def define_entities(db: Database) -> tuple[Any, Any]:
         created_at = Required(datetime, precision=6)
         last_used_at = Optional(datetime, precision=6, nullable=True)
         revoked = Required(bool, default=False)
+        # "read" or "admin" (exporter/access.py); no location rows = every location.
+        scope = Required(str, 16, default="read")
+        locations = Set("TokenLocation")
 
-    return Kiosk, Token
+    class TokenLocation(db.Entity):  # type: ignore[misc]
+        _table_ = "backoffice_token_locations"
+        id = PrimaryKey(int, auto=True)
+        token = Required(Token, column="token_id")
+        location = Required(str, KIOSK_TEXT_LIMITS["location"])
+
+    class IdempotencyKey(db.Entity):  # type: ignore[misc]
+        """A management request already carried out: its retry returns the same kiosk."""
+
+        _table_ = "admin_idempotency_keys"
+        id = PrimaryKey(int, auto=True)
+        token_id = Required(int)
+        idempotency_key = Required(str, 128)
+        request_hash = Required(str, 64)
+        kiosk_id = Required(int)
+        created_at = Required(datetime, precision=6)
+        composite_key(token_id, idempotency_key)
+
+    return Kiosk, Token, TokenLocation, IdempotencyKey
 
 
 def open_database(url: DatabaseUrl, *, timeout_seconds: float) -> Schema:
@@ -62,7 +88,7 @@ def open_database(url: DatabaseUrl, *, timeout_seconds: float) -> Schema:
     for the heartbeat writer. The tables come from exporter/migrations (see schema.py),
     never from Pony's create_tables: Pony only checks that they are there."""
     db = Database()
-    kiosk, token = define_entities(db)
+    kiosk, token, token_location, idempotency_key = define_entities(db)
     if url.provider == "sqlite":
         filename = url.params["filename"]
         _enable_wal(filename, timeout_seconds)
@@ -71,7 +97,13 @@ def open_database(url: DatabaseUrl, *, timeout_seconds: float) -> Schema:
         require_driver(url)
         db.bind(provider=url.provider, **server_params(url, timeout_seconds))
     db.generate_mapping(create_tables=False, check_tables=True)
-    return Schema(db=db, Kiosk=kiosk, Token=token)
+    return Schema(
+        db=db,
+        Kiosk=kiosk,
+        Token=token,
+        TokenLocation=token_location,
+        IdempotencyKey=idempotency_key,
+    )
 
 
 def require_driver(url: DatabaseUrl) -> ModuleType | None:

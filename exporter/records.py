@@ -30,6 +30,9 @@ class TokenRecord:
     created_at: datetime
     last_used_at: datetime | None
     revoked: bool
+    scope: str = "read"
+    # Empty: every location.
+    locations: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

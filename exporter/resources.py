@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
+from typing import Any
 
 import falcon
 from prometheus_client import CollectorRegistry
 
+from .access import Caller, Scope
 from .clock import Clock
 from .errors import UnknownToken
 from .exposition import (
@@ -46,13 +49,27 @@ class KioskStatusResource:
         resp.media = self._service.own_status(req.get_header(KEY_HEADER))
 
 
+def require_token(scope: Scope) -> Callable[..., Any]:
+    """Falcon hook for back-office routes: the bearer token becomes a `caller` parameter
+    (name, scope, locations) or the request ends as a 401, or a 403 naming the scope.
+    The resource holds the service as `service`."""
+
+    def authenticate(
+        req: falcon.Request, resp: falcon.Response, resource: Any, params: dict[str, Any]
+    ) -> None:
+        params["caller"] = resource.service.authenticate_back_office(bearer_token(req), scope)
+
+    return falcon.before(authenticate)
+
+
 class AllStatusResource:
     def __init__(self, service: KioskService) -> None:
-        self._service = service
+        self.service = service
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        documents = self._service.all_status(
-            bearer_token(req),
+    @require_token(Scope.READ)
+    def on_get(self, req: falcon.Request, resp: falcon.Response, caller: Caller) -> None:
+        documents = self.service.all_status(
+            caller,
             status=req.get_param("status"),
             location=req.get_param("location"),
         )
@@ -79,10 +96,13 @@ def _matches(if_none_match: str | None, etag: str) -> bool:
 
 class KioskResource:
     def __init__(self, service: KioskService) -> None:
-        self._service = service
+        self.service = service
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response, kiosk_id: int) -> None:
-        resp.media = self._service.kiosk_status(bearer_token(req), kiosk_id)
+    @require_token(Scope.READ)
+    def on_get(
+        self, req: falcon.Request, resp: falcon.Response, caller: Caller, kiosk_id: int
+    ) -> None:
+        resp.media = self.service.kiosk_status(caller, kiosk_id)
 
 
 class HealthResource:

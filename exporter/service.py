@@ -9,12 +9,14 @@ from datetime import datetime
 from typing import Any
 
 from . import keys
+from .access import Caller, Scope
 from .clock import Clock, format_utc
 from .config import Settings
 from .errors import (
     ExporterError,
     InvalidInput,
     KioskInactive,
+    KioskNotFound,
     PayloadTooLarge,
     RateLimited,
     ShuttingDown,
@@ -204,27 +206,41 @@ class KioskService:
         return self.describe(kiosk)
 
     def all_status(
-        self, token: str | None, *, status: str | None, location: str | None
+        self, caller: Caller, *, status: str | None, location: str | None
     ) -> list[dict[str, Any]]:
-        self.authenticate_back_office(token)
+        """Every kiosk the caller may see: a location-limited token sees only its own."""
         wanted = _parse_status_filter(query_text("status", status))
         location = query_text("location", location)
         now = self.clock()
         documents = []
         for kiosk in self.store.list_kiosks(location=location):
+            if not caller.sees(kiosk.location):
+                continue
             state = self.judge(kiosk, now)
             if wanted is None or state.status is wanted:
                 documents.append(status_document(kiosk, state))
         return documents
 
-    def kiosk_status(self, token: str | None, kiosk_id: int) -> dict[str, Any]:
+    def kiosk_status(self, caller: Caller, kiosk_id: int) -> dict[str, Any]:
         """One kiosk's status object for the back office (the status page's detail view)."""
-        self.authenticate_back_office(token)
-        return self.describe(self.store.get_kiosk(kiosk_id))
+        return self.describe(self.visible_kiosk(caller, kiosk_id))
 
-    def authenticate_back_office(self, token: str | None) -> None:
-        if not token or self.store.authenticate_token(token, now=self.clock()) is None:
+    def authenticate_back_office(self, token: str | None, needed: Scope) -> Caller:
+        """The caller behind a bearer token, refused (403 naming the scope) when its scope
+        does not grant `needed`; an unknown or revoked token is a 401."""
+        record = self.store.authenticate_token(token, now=self.clock()) if token else None
+        if record is None:
             raise UnknownToken()
+        caller = Caller(record.id, record.name, Scope(record.scope), frozenset(record.locations))
+        caller.require(needed)
+        return caller
+
+    def visible_kiosk(self, caller: Caller, kiosk_id: int) -> KioskRecord:
+        """Another location's kiosk is a 404 for a limited token, as if it did not exist."""
+        kiosk = self.store.get_kiosk(kiosk_id)
+        if not caller.sees(kiosk.location):
+            raise KioskNotFound(kiosk_id)
+        return kiosk
 
     def describe(self, kiosk: KioskRecord) -> dict[str, Any]:
         return status_document(kiosk, self.judge(kiosk, self.clock()))

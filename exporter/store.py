@@ -156,6 +156,8 @@ class Store:
             created_at=self._from_db(token.created_at),  # type: ignore[arg-type]
             last_used_at=self._from_db(token.last_used_at),
             revoked=token.revoked,
+            scope=token.scope,
+            locations=tuple(sorted(loc.location for loc in token.locations)),
         )
 
     # -- health -----------------------------------------------------------------------------
@@ -382,14 +384,25 @@ class Store:
 
     @_storage_errors
     @_session
-    def add_token(self, name: str, *, now: datetime | None = None) -> tuple[TokenRecord, str]:
+    def add_token(
+        self,
+        name: str,
+        *,
+        scope: str = "read",
+        locations: Iterable[str] = (),
+        now: datetime | None = None,
+    ) -> tuple[TokenRecord, str]:
+        """A new token, limited to `locations` when any are given."""
         secret = keys.generate_token()
         token = self._schema.Token(
             name=name,
             token_hash=keys.hash_secret(secret),
             key_prefix=keys.visible_prefix(secret),
             created_at=self._to_naive(now or utc_now()),
+            scope=scope,
         )
+        for location in sorted(set(locations)):
+            self._schema.TokenLocation(token=token, location=location)
         token.flush()
         return self._token_from_entity(token), secret
 

@@ -43,6 +43,20 @@ def create_with_pony(url: str) -> None:
     db.disconnect()
 
 
+def create_before_migrations(url: str) -> None:
+    """The tables of the release before migrations existed (0001's), with no yoyo record."""
+    parsed = parse_database_url(url)
+    first = next(iter(schema.migrations_for(parsed)))
+    with schema.connect(parsed, timeout_seconds=10) as backend:
+        backend.apply_migrations_only(MigrationList([first]))
+
+
+def entity_tables() -> tuple[str, ...]:
+    db = Database()
+    models.define_entities(db)
+    return tuple(sorted(entity._table_ for entity in db.entities.values()))
+
+
 def apply_first(url: str, count: int) -> None:
     parsed = parse_database_url(url)
     first = MigrationList(list(schema.migrations_for(parsed))[:count])
@@ -69,7 +83,9 @@ def test_every_dialect_has_the_same_migrations_in_order():
     assert set(names) == set(schema.DIALECTS.values())
     assert all(ids == MIGRATION_IDS for ids in names.values()), names
     assert all(re.fullmatch(r"\d{4}_[a-z0-9_]+", name) for name in MIGRATION_IDS)
-    assert [int(name[:4]) for name in MIGRATION_IDS] == list(range(1, len(MIGRATION_IDS) + 1))
+    # Numbers are handed out per issue in advance, so one may land before a lower one.
+    numbers = [int(name[:4]) for name in MIGRATION_IDS]
+    assert numbers[0] == 1 and numbers == sorted(set(numbers)), numbers
 
 
 def test_the_migrations_ship_in_the_package():
@@ -86,7 +102,10 @@ def test_the_migrated_schema_is_what_pony_expects(empty_database_url, backend, t
     open_store(empty_database_url).close()
     reference = other_database(backend, tmp_path, request)
     create_with_pony(reference)
-    assert databases.describe_tables(empty_database_url) == databases.describe_tables(reference)
+    tables = entity_tables()
+    assert databases.describe_tables(empty_database_url, tables) == databases.describe_tables(
+        reference, tables
+    )
     if backend == "mysql":
         assert databases.collations(empty_database_url) == {"utf8mb4_bin"}
 
@@ -118,7 +137,7 @@ def seed_kiosk_at(url: str) -> None:
 
 
 def test_a_database_made_before_migrations_existed_is_adopted(empty_database_url):
-    create_with_pony(empty_database_url)
+    create_before_migrations(empty_database_url)
     url = parse_database_url(empty_database_url)
     store = open_store(url, upgrade=True)
     store.add_kiosk("Kiosk-Entrance", "Building A")
@@ -169,7 +188,7 @@ def test_two_upgrades_at_once_apply_each_migration_once(empty_database_url):
 
 def test_serve_refuses_a_schema_that_is_behind_and_says_what_to_run(empty_database_url, backend):
     if backend == "sqlite":
-        create_with_pony(empty_database_url)  # a database from before this release
+        create_before_migrations(empty_database_url)  # a database from before this release
     served = subprocess.run(
         [*COMMAND, "--database", empty_database_url, "serve", "--port", "0"],
         capture_output=True,
