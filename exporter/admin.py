@@ -15,10 +15,11 @@ from typing import Any
 
 from . import schema
 from .access import parse_scope
-from .clock import format_utc
+from .clock import format_utc, utc_now
 from .config import Settings
 from .errors import InvalidInput
-from .fleetfile import LIMITS, parse_fleet_csv, parse_fleet_yaml, text_problem
+from .fleetfile import parse_fleet_csv, parse_fleet_yaml
+from .management import CLI_ACTOR, KioskChanges, Management, Provisioned, clean_text
 from .records import KioskRecord, TokenRecord
 from .store import Store, open_store
 
@@ -89,14 +90,30 @@ def kiosk_row(kiosk: KioskRecord) -> dict[str, Any]:
     }
 
 
+def _management(settings: Settings) -> Management:
+    return Management(_store(settings), settings, utc_now)
+
+
 def cmd_kiosk_add(args: argparse.Namespace, settings: Settings) -> int:
     name, location = (
-        _required_text(args.name, "--name"),
-        _required_text(args.location, "--location"),
+        clean_text("name", args.name, "--name"),
+        clean_text("location", args.location, "--location"),
     )
-    kiosk, key = _store(settings).add_kiosk(name, location)
-    _print_created([(kiosk, key)], args.json, single=True)
+    made = _management(settings).create(CLI_ACTOR, name, location)
+    assert made.api_key is not None
+    if args.json:
+        _print_json(_with_credentials(made))
+    else:
+        _print_created([(made.kiosk, made.api_key)], False)
     return 0
+
+
+def _with_credentials(made: Provisioned) -> dict[str, Any]:
+    return {
+        **kiosk_row(made.kiosk),
+        "api_key": made.api_key,
+        "enrollment": made.enrollment.document(),
+    }
 
 
 def _print_created(
@@ -141,11 +158,13 @@ def _print_table(columns: list[str], rows: list[list[Any]]) -> None:
 def cmd_kiosk_update(args: argparse.Namespace, settings: Settings) -> int:
     if args.name is None and args.location is None:
         raise InvalidInput("--name/--location", "kiosk update needs at least one of them")
-    kiosk = _store(settings).update_kiosk(
-        args.id,
-        name=None if args.name is None else _required_text(args.name, "--name"),
-        location=None if args.location is None else _required_text(args.location, "--location"),
+    changes = KioskChanges(
+        name=None if args.name is None else clean_text("name", args.name, "--name"),
+        location=(
+            None if args.location is None else clean_text("location", args.location, "--location")
+        ),
     )
+    kiosk = _management(settings).update(CLI_ACTOR, args.id, changes)
     if args.json:
         _print_json(kiosk_row(kiosk))
     else:
@@ -154,36 +173,37 @@ def cmd_kiosk_update(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_kiosk_rotate(args: argparse.Namespace, settings: Settings) -> int:
-    key = _store(settings).rotate_key(args.id)
+    """The same rotation as POST /admin/kiosks/ID/rotate-key; here the new key is shown too."""
+    made = _management(settings).rotate_key(CLI_ACTOR, args.id)
     if args.json:
-        _print_json({"id": args.id, "api_key": key})
+        _print_json({"id": args.id, **_with_credentials(made)})
     else:
-        print(key)
+        print(made.api_key)
         print("Store this key now: it is not shown again.", file=sys.stderr)
     return 0
 
 
 def cmd_kiosk_deactivate(args: argparse.Namespace, settings: Settings) -> int:
-    _store(settings).set_active(args.id, False)
+    _management(settings).set_active(CLI_ACTOR, args.id, False)
     print(f"kiosk {args.id} deactivated", file=sys.stderr)
     return 0
 
 
 def cmd_kiosk_activate(args: argparse.Namespace, settings: Settings) -> int:
-    _store(settings).set_active(args.id, True)
+    _management(settings).set_active(CLI_ACTOR, args.id, True)
     print(f"kiosk {args.id} activated", file=sys.stderr)
     return 0
 
 
 def cmd_kiosk_remove(args: argparse.Namespace, settings: Settings) -> int:
-    store = _store(settings)
-    kiosk = store.get_kiosk(args.id)
+    management = _management(settings)
+    kiosk = management.get(CLI_ACTOR, args.id)
     if not args.yes:
         answer = input(f"Remove kiosk {kiosk.id} {kiosk.name!r} ({kiosk.location})? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             print("not removed", file=sys.stderr)
             return 1
-    store.remove_kiosk(args.id)
+    management.remove(CLI_ACTOR, args.id)
     print(f"kiosk {args.id} removed", file=sys.stderr)
     return 0
 
@@ -203,11 +223,7 @@ def cmd_kiosk_import(args: argparse.Namespace, settings: Settings) -> int:
 
 def _required_text(value: str, flag: str) -> str:
     """Checked here so a bad flag is a usage error (exit 2), not a database exception."""
-    text = value.strip()
-    problem = text_problem(text, LIMITS[flag.removeprefix("--")])
-    if problem:
-        raise InvalidInput(flag, problem)
-    return text
+    return clean_text(flag.removeprefix("--"), value, flag)
 
 
 # -- tokens -------------------------------------------------------------------------------------

@@ -14,11 +14,14 @@ import falcon
 from prometheus_client import CollectorRegistry
 
 from . import statuspage
+from .adminroutes import add_admin_routes
 from .clock import Clock, utc_now
 from .collector import FleetCollector
 from .config import Settings
 from .errors import (
+    DuplicateName,
     ExporterError,
+    IdempotencyMismatch,
     InvalidInput,
     KioskInactive,
     KioskNotFound,
@@ -33,6 +36,7 @@ from .errors import (
     UnsupportedMediaType,
 )
 from .exposition import FleetPage, LocalFleetPage
+from .management import Management
 from .metrics import ServiceMetrics
 from .payload import DIAGNOSTIC_FIELDS
 from .resources import (
@@ -60,6 +64,8 @@ _ERROR_STATUS: dict[type[ExporterError], tuple[int, str]] = {
     MissingScope: (403, "Token scope does not allow this"),
     LocationForbidden: (403, "Token is limited to other locations"),
     KioskNotFound: (404, "Kiosk not found"),
+    DuplicateName: (409, "Duplicate kiosk name"),
+    IdempotencyMismatch: (422, "Idempotency-Key reused for another request"),
     InvalidInput: (400, "Invalid request"),
     PayloadTooLarge: (413, "Request body too large"),
     UnsupportedMediaType: (415, "Unsupported media type"),
@@ -116,6 +122,7 @@ def create_app(
     wsgi.add_route("/kiosk/status", KioskStatusResource(service))
     wsgi.add_route("/kiosk/all-status", AllStatusResource(service))
     wsgi.add_route("/kiosk/{kiosk_id:int}", KioskResource(service))
+    add_admin_routes(wsgi, service, Management(store, settings, clock))
     wsgi.add_route("/healthz", HealthResource())
     wsgi.add_route("/readyz", ReadyResource(service))
     wsgi.add_route(
@@ -163,6 +170,8 @@ def _handle_domain_error(
     body: dict[str, Any] = {"title": title, "description": str(exc)}
     if isinstance(exc, InvalidInput | LocationForbidden):
         body["field"] = exc.field
+    if isinstance(exc, DuplicateName):
+        body["field"] = "name"
     if isinstance(exc, MissingScope):
         body["required_scope"] = exc.needed
     if isinstance(exc, RateLimited | StorageUnavailable | ShuttingDown):

@@ -56,6 +56,7 @@ class Settings:
     metrics_token: str | None = None
     # The status page under /ui/; off for operators who expose only the JSON API.
     ui_enabled: bool = True
+    enrollment_code_ttl_seconds: float = 86400.0
 
     @property
     def database_url(self) -> DatabaseUrl:
@@ -226,6 +227,7 @@ _MINIMUMS: dict[str, float] = {
     "heartbeat_interval_seconds": 1,
     "min_heartbeat_interval_seconds": 0,
     "database_timeout_seconds": 0.1,
+    "enrollment_code_ttl_seconds": 60,
 }
 
 

@@ -64,6 +64,20 @@ class DuplicateName(ExporterError):
         super().__init__(f"a kiosk named {name!r} already exists")
 
 
+class IdempotencyMismatch(ExporterError):
+    """An Idempotency-Key already used by this token for a different request."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            f"Idempotency-Key {key!r} was already used for a different request; "
+            "use a new key for a new request"
+        )
+
+
+class EnrollmentRefused(ExporterError):
+    """A used, expired, unknown or malformed enrollment code: all answer the same."""
+
+
 class InvalidInput(ExporterError):
     """A client's input that is wrong; `field` names what, so the fix is obvious."""
 

@@ -56,7 +56,9 @@ def define_entities(db: Database) -> tuple[Any, Any, Any, Any]:
         token_hash = Required(str, 64, unique=True)
         key_prefix = Required(str, 16)
         created_at = Required(datetime, precision=6)
-        last_used_at = Optional(datetime, precision=6, nullable=True)
+        # Two requests may touch it at once: the later write wins, no optimistic check (which
+        # turned the first concurrent use of a token into a 503).
+        last_used_at = Optional(datetime, precision=6, nullable=True, optimistic=False)
         revoked = Required(bool, default=False)
         # "read" or "admin" (exporter/access.py); no location rows = every location.
         scope = Required(str, 16, default="read")

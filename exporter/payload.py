@@ -31,7 +31,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .clock import format_utc, parse_utc
-from .errors import InvalidHeartbeat, InvalidInput
+from .errors import InvalidHeartbeat, InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from .records import KioskRecord
 from .status import KioskState
 
@@ -151,6 +151,26 @@ def query_text(name: str, value: str | None) -> str | None:
     if value is not None and _CONTROL.search(value):
         raise InvalidInput(name, "contains control characters")
     return value
+
+
+def is_json(content_type: str | None) -> bool:
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or media_type.endswith("+json")
+
+
+def parse_json_request(content_type: str | None, body: bytes) -> Any:
+    """The JSON document of a management or enrollment request (strict, unlike heartbeats:
+    these are written by people and scripts that should hear about every mistake)."""
+    if len(body) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(MAX_BODY_BYTES)
+    if not is_json(content_type):
+        raise UnsupportedMediaType(content_type)
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidInput("body", f"not valid JSON ({exc})") from None
+    except RecursionError:
+        raise InvalidInput("body", "JSON nested too deeply") from None
 
 
 def status_document(kiosk: KioskRecord, state: KioskState) -> dict[str, Any]:

@@ -16,7 +16,6 @@ from .errors import (
     ExporterError,
     InvalidInput,
     KioskInactive,
-    KioskNotFound,
     PayloadTooLarge,
     RateLimited,
     ShuttingDown,
@@ -34,6 +33,7 @@ from .payload import (
     query_text,
     status_document,
 )
+from .payload import is_json as _is_json
 from .records import HeartbeatWrite, KioskRecord, Outcome
 from .status import KioskState, KioskStatus, judge, retry_after_seconds
 from .store import Store
@@ -235,13 +235,6 @@ class KioskService:
         caller.require(needed)
         return caller
 
-    def visible_kiosk(self, caller: Caller, kiosk_id: int) -> KioskRecord:
-        """Another location's kiosk is a 404 for a limited token, as if it did not exist."""
-        kiosk = self.store.get_kiosk(kiosk_id)
-        if not caller.sees(kiosk.location):
-            raise KioskNotFound(kiosk_id)
-        return kiosk
-
     def describe(self, kiosk: KioskRecord) -> dict[str, Any]:
         return status_document(kiosk, self.judge(kiosk, self.clock()))
 
@@ -259,11 +252,6 @@ class KioskService:
             raise ShuttingDown("this replica is stopping; send traffic to another")
         self.store.ping()
         return {"status": "ready"}
-
-
-def _is_json(content_type: str | None) -> bool:
-    media_type = (content_type or "").split(";", 1)[0].strip().lower()
-    return media_type == "application/json" or media_type.endswith("+json")
 
 
 def _parse_status_filter(value: str | None) -> KioskStatus | None:

@@ -4,25 +4,25 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import Any
 
-from pony.orm import TransactionError, TransactionIntegrityError, db_session, select
-from pony.orm.dbapiprovider import DBException, IntegrityError
+from pony.orm import db_session, select
+from pony.orm.dbapiprovider import DBException
 
 from . import keys, schema
+from .adminstore import ManagementStore
 from .clock import utc_now
 from .config import DatabaseUrl, parse_database_url
 from .errors import DuplicateName, KioskNotFound, StorageUnavailable, TokenNotFound
 from .models import Schema, open_database
 from .records import HeartbeatResult, HeartbeatWrite, KioskRecord, Outcome, TokenRecord
+from .storebase import INTEGRITY_ERRORS as _INTEGRITY_ERRORS
+from .storebase import session as _session
+from .storebase import storage_errors as _storage_errors
 
 log = logging.getLogger(__name__)
-# Pony raises the first when flushing inside a session, the second from the driver directly.
-_INTEGRITY_ERRORS = (TransactionIntegrityError, IntegrityError)
-P = ParamSpec("P")
-R = TypeVar("R")
 
 # Writing last_used_at on every back-office call would turn reads into writes.
 TOKEN_TOUCH_INTERVAL = timedelta(seconds=60)
@@ -77,26 +77,7 @@ def _require_id(kiosk_id: int) -> None:
         raise KioskNotFound(kiosk_id)
 
 
-def _session(method: Callable[P, R]) -> Callable[P, R]:
-    """Pony's db_session, typed: one short transaction per public store method."""
-    return cast(Callable[P, R], db_session(method))
-
-
-def _storage_errors(method: Callable[P, R]) -> Callable[P, R]:
-    """Database trouble becomes StorageUnavailable (503 + Retry-After), never a stack trace."""
-
-    @functools.wraps(method)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return method(*args, **kwargs)
-        except (DBException, TransactionError) as exc:
-            log.warning("database unavailable: %s", exc)
-            raise StorageUnavailable(f"database unavailable: {type(exc).__name__}") from exc
-
-    return wrapper
-
-
-class Store:
+class Store(ManagementStore):
     """The only owner of database sessions; see STYLE.md 'Short database sessions'."""
 
     def __init__(self, schema: Schema, url: DatabaseUrl) -> None:

@@ -141,18 +141,14 @@ def test_a_location_limited_token_sees_only_its_locations(client, store, add_kio
     assert len(ids(everything)) == 3
 
 
-def test_scoped_tokens_over_http_on_the_real_server(database_url, tmp_path):
+def test_scoped_tokens_over_http_on_the_real_server(database_url, store, tmp_path):
+    store.add_kiosk("Kiosk-A1", "Building A")
+    store.add_kiosk("Kiosk-B1", "Building B")
+    record, limited = store.add_token("facility-b", locations=["Building B"])
     with RunningService(tmp_path, database=database_url) as service:
-        service.add_kiosk("Kiosk-A1", "Building A")
-        service.add_kiosk("Kiosk-B1", "Building B")
-        made = service.cli(
-            "token", "add", "--name", "facility-b", "--location", "Building B", "--json"
-        )
-        limited = json.loads(made.stdout)["token"]
         reply = request("GET", service.url + "/kiosk/all-status", headers=bearer(limited))
         assert reply.status == 200
         assert [k["kiosk_name"] for k in reply.json] == ["Kiosk-B1"]
-        revoked = service.cli("token", "revoke", str(json.loads(made.stdout)["id"]))
-        assert revoked.returncode == 0
+        store.revoke_token(record.id)
         reply = request("GET", service.url + "/kiosk/all-status", headers=bearer(limited))
         assert reply.status == 401

@@ -12,8 +12,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "exporter"
 
 # library -> the only modules of the package allowed to import it
 CONFINED = {
-    "falcon": {"app", "resources", "statuspage"},
-    "pony": {"models", "store", "schema"},
+    "falcon": {"app", "resources", "statuspage", "adminroutes"},
+    "pony": {"models", "store", "storebase", "adminstore", "schema"},
     # cli creates the server; server runs its loop and drains it on SIGTERM
     "waitress": {"cli", "server"},
     # config reads settings; fleetfile reads the files of `kiosk import`

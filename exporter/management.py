@@ -1,0 +1,172 @@
+"""Kiosk management: the one implementation behind the `kiosk ...` commands and /admin routes.
+
+Every operation takes the actor (a back-office token's caller, or CLI_ACTOR) and enforces
+its location limits; the edges only translate arguments and shape what their audience may
+see (the command line prints API keys, HTTP never does).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from . import keys
+from .access import Caller, Scope
+from .adminstore import IdempotentRequest, PendingCode
+from .clock import Clock, format_utc
+from .config import Settings
+from .errors import InvalidInput, KioskNotFound
+from .fleetfile import LIMITS, text_problem
+from .records import KioskRecord
+from .store import Store
+
+# Who changed a kiosk from the command line (a token's name otherwise).
+CLI_ACTOR = Caller(token_id=0, name="cli", scope=Scope.ADMIN)
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,128}")
+_KIOSK_FIELDS = ("name", "location")
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    """A new one-time code, shown once: the store keeps only its hash."""
+
+    code: str
+    expires_at: datetime
+
+    def document(self) -> dict[str, Any]:
+        return {"code": self.code, "expires_at": format_utc(self.expires_at)}
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    """A kiosk with fresh credentials. `api_key` is for the command line only, and None when
+    an idempotent retry returned a kiosk created before (its key was shown then)."""
+
+    kiosk: KioskRecord
+    enrollment: Enrollment
+    api_key: str | None = None
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
+class KioskChanges:
+    name: str | None = None
+    location: str | None = None
+
+
+def clean_text(field: str, value: Any, flag: str | None = None) -> str:
+    """A kiosk name or location as stored, or a 400 / usage error naming the field."""
+    if not isinstance(value, str):
+        raise InvalidInput(flag or field, "must be a string")
+    text = value.strip()
+    problem = text_problem(text, LIMITS[field])
+    if problem:
+        raise InvalidInput(flag or field, problem)
+    return text
+
+
+def parse_kiosk_document(document: Any, *, creating: bool) -> KioskChanges:
+    """The JSON body of POST (name and location required) or PATCH (at least one)."""
+    if not isinstance(document, dict):
+        raise InvalidInput("body", "must be a JSON object")
+    unknown = sorted(set(document) - set(_KIOSK_FIELDS))
+    if unknown:
+        raise InvalidInput(unknown[0], f"unknown field; the fields are {', '.join(_KIOSK_FIELDS)}")
+    values = {}
+    for field in _KIOSK_FIELDS:
+        if field in document:
+            values[field] = clean_text(field, document[field])
+        elif creating:
+            raise InvalidInput(field, "is required")
+    if not values:
+        raise InvalidInput("body", f"name at least one of {', '.join(_KIOSK_FIELDS)}")
+    return KioskChanges(**values)
+
+
+def check_idempotency_key(value: str | None) -> str | None:
+    if value is not None and not _IDEMPOTENCY_KEY.fullmatch(value):
+        raise InvalidInput("Idempotency-Key", "must be 1 to 128 visible ASCII characters")
+    return value
+
+
+class Management:
+    """Kiosk operations for one store, settings and clock."""
+
+    def __init__(self, store: Store, settings: Settings, clock: Clock) -> None:
+        self._store = store
+        self._settings = settings
+        self._clock = clock
+
+    def create(
+        self, actor: Caller, name: str, location: str, *, idempotency_key: str | None = None
+    ) -> Provisioned:
+        """A kiosk waiting for enrollment. A retry with the same Idempotency-Key returns the
+        kiosk already created, with a new code (the first answer may never have arrived)."""
+        actor.require(Scope.ADMIN)
+        actor.require_location(location)
+        request = None
+        if idempotency_key is not None:
+            asked = json.dumps({"name": name, "location": location}, sort_keys=True)
+            request = IdempotentRequest(
+                actor.token_id, idempotency_key, hashlib.sha256(asked.encode()).hexdigest()
+            )
+        code, pending = self._new_code()
+        kiosk, key = self._store.create_kiosk(
+            name, location, code=pending, now=self._clock(), request=request
+        )
+        if key is None:
+            return Provisioned(kiosk, self.issue_code(actor, kiosk.id), replayed=True)
+        return Provisioned(kiosk, code, api_key=key)
+
+    def get(self, actor: Caller, kiosk_id: int) -> KioskRecord:
+        """Another location's kiosk is a 404 for a limited token, as if it did not exist."""
+        kiosk = self._store.get_kiosk(kiosk_id)
+        if not actor.sees(kiosk.location):
+            raise KioskNotFound(kiosk_id)
+        return kiosk
+
+    def update(self, actor: Caller, kiosk_id: int, changes: KioskChanges) -> KioskRecord:
+        actor.require(Scope.ADMIN)
+        self.get(actor, kiosk_id)
+        if changes.location is not None:
+            actor.require_location(changes.location)
+        return self._store.update_kiosk(kiosk_id, name=changes.name, location=changes.location)
+
+    def set_active(self, actor: Caller, kiosk_id: int, active: bool) -> KioskRecord:
+        actor.require(Scope.ADMIN)
+        self.get(actor, kiosk_id)
+        self._store.set_active(kiosk_id, active)
+        return self._store.get_kiosk(kiosk_id)
+
+    def rotate_key(self, actor: Caller, kiosk_id: int) -> Provisioned:
+        """The old key is refused from now on; the tablet enrolls again with the new code."""
+        actor.require(Scope.ADMIN)
+        self.get(actor, kiosk_id)
+        code, pending = self._new_code()
+        key = self._store.reset_credentials(kiosk_id, pending)
+        return Provisioned(self._store.get_kiosk(kiosk_id), code, api_key=key)
+
+    def issue_code(self, actor: Caller, kiosk_id: int) -> Enrollment:
+        """A new enrollment code for the kiosk; the previous one stops working."""
+        actor.require(Scope.ADMIN)
+        self.get(actor, kiosk_id)
+        code, pending = self._new_code()
+        self._store.set_enrollment_code(kiosk_id, pending)
+        return code
+
+    def remove(self, actor: Caller, kiosk_id: int) -> KioskRecord:
+        actor.require(Scope.ADMIN)
+        kiosk = self.get(actor, kiosk_id)
+        self._store.remove_kiosk(kiosk_id)
+        return kiosk
+
+    def _new_code(self) -> tuple[Enrollment, PendingCode]:
+        code = keys.generate_enrollment_code()
+        expires_at = self._clock() + timedelta(seconds=self._settings.enrollment_code_ttl_seconds)
+        normalized = keys.normalize_enrollment_code(code)
+        assert normalized is not None  # a generated code is always well formed
+        return Enrollment(code, expires_at), PendingCode(keys.hash_secret(normalized), expires_at)
