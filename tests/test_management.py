@@ -283,25 +283,20 @@ def inserts_held(url: str, name: str) -> Iterator[None]:
     """Make the service's INSERT of kiosk `name` wait, as a slow database would: another
     session holds SQLite's write lock, or an uncommitted row with the same unique name."""
     parsed = parse_database_url(url)
-    if parsed.provider == "sqlite":
-        connection = sqlite3.connect(parsed.params["filename"], isolation_level=None)
-        connection.execute("BEGIN IMMEDIATE")
-    else:
-        backend = "postgresql" if parsed.provider == "postgres" else "mysql"
-        connection = databases._connect(backend, parsed.params["database"], autocommit=False)
-        connection.cursor().execute(
+    if parsed.provider != "sqlite":
+        insert = (
             "INSERT INTO kiosks (kiosk_name, location, is_active, created_at, api_key_hash,"
-            " key_prefix) VALUES (%s, 'x', TRUE, '2026-11-26 10:00:00', %s, 'kk_x')",
-            (name, "f" * 64),
+            " key_prefix) VALUES (%s, 'x', TRUE, '2026-11-26 10:00:00', %s, 'kk_x')"
         )
-    release = threading.Timer(8, connection.rollback)
-    release.start()
-    try:
-        yield
-    finally:
-        release.cancel()
-        connection.rollback()
-        connection.close()
+        with databases.open_transaction(url, insert, (name, "f" * 64), at_most=8):
+            yield
+        return
+    with contextlib.closing(sqlite3.connect(parsed.params["filename"], timeout=8)) as writer:
+        writer.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            writer.rollback()
 
 
 def test_an_idempotency_key_retried_after_a_timeout_returns_the_same_kiosk(service):

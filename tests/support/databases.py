@@ -206,16 +206,26 @@ def collations(url: str) -> set[str]:
 
 @contextlib.contextmanager
 def locked_row(url: str, table: str, row_id: int, *, at_most: float = 15.0) -> Iterator[None]:
-    """Hold a row lock from another session, as a slow transaction elsewhere would.
+    """Hold a row lock from another session, as a slow transaction elsewhere would."""
+    lock = f"SELECT id FROM {table} WHERE id = %s FOR UPDATE"
+    with open_transaction(url, lock, (row_id,), at_most=at_most):
+        yield
 
-    The lock goes after `at_most` seconds whatever happens, so a test whose timeout
+
+@contextlib.contextmanager
+def open_transaction(
+    url: str, statement: str, params: tuple[Any, ...], *, at_most: float = 15.0
+) -> Iterator[None]:
+    """Run `statement` in a transaction of another session, left open for the block.
+
+    It is rolled back after `at_most` seconds whatever happens, so a test whose timeout
     does not work fails on its clock instead of hanging.
     """
     parsed = parse_database_url(url)
     backend = "postgresql" if parsed.provider == "postgres" else "mysql"
     database = parsed.params["database"]
     with contextlib.closing(_connect(backend, database, autocommit=False)) as connection:
-        connection.cursor().execute(f"SELECT id FROM {table} WHERE id = %s FOR UPDATE", (row_id,))
+        connection.cursor().execute(statement, params)
         release = threading.Timer(at_most, connection.rollback)
         release.start()
         try:
