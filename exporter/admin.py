@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import schema
+from . import qr, schema
 from .access import parse_scope
 from .clock import format_utc, utc_now
 from .config import Settings
@@ -180,6 +180,24 @@ def cmd_kiosk_rotate(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(made.api_key)
         print("Store this key now: it is not shown again.", file=sys.stderr)
+    return 0
+
+
+def cmd_kiosk_enroll_code(args: argparse.Namespace, settings: Settings) -> int:
+    """A new one-time code (the previous one stops working), as text, terminal QR and SVG."""
+    enrollment = _management(settings).issue_code(CLI_ACTOR, args.id)
+    if args.svg:
+        try:
+            Path(args.svg).write_text(qr.svg(enrollment.code), encoding="utf-8")
+        except OSError as exc:
+            raise InvalidInput("--svg", f"cannot write {args.svg}: {exc.strerror}") from None
+    if args.json:
+        _print_json({"id": args.id, **enrollment.document(), "qr_svg": qr.svg(enrollment.code)})
+        return 0
+    print(enrollment.code)
+    print(qr.terminal(enrollment.code), end="")
+    expires = format_utc(enrollment.expires_at)
+    print(f"Single use, valid until {expires}; the previous code no longer works.", file=sys.stderr)
     return 0
 
 

@@ -1,5 +1,6 @@
-"""HTTP resources of kiosk management (/admin/kiosks, admin tokens): parse, delegate to
-exporter.management, shape the reply. The API key never leaves through here."""
+"""HTTP resources of kiosk management (/admin/kiosks, admin tokens) and of enrollment
+(/kiosk/enroll): parse, delegate, shape the reply. Only enrollment ever returns an API key,
+to the tablet that spent its one-time code."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 import falcon
 
 from .access import Caller, Scope
+from .enrollment import Enroller
 from .management import Management, Provisioned, check_idempotency_key, parse_kiosk_document
 from .payload import MAX_BODY_BYTES, parse_json_request
 from .resources import require_token
@@ -98,3 +100,16 @@ def add_admin_routes(
     for action in KIOSK_ACTIONS:
         suffix = action.replace("-", "_")
         app.add_route(f"/admin/kiosks/{KIOSK_ID}/{action}", kiosk, suffix=suffix)
+
+
+class EnrollResource:
+    """POST /kiosk/enroll: no credentials but the code; guesses are limited per address."""
+
+    def __init__(self, enroller: Enroller) -> None:
+        self._enroller = enroller
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = req.bounded_stream.read(MAX_BODY_BYTES + 1)
+        resp.media = self._enroller.enroll(req.remote_addr, req.content_type, body)
+        # The answer holds a secret: no cache, no proxy may keep it.
+        resp.cache_control = ["no-store"]

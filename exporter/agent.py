@@ -28,11 +28,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_PATH = "/kiosk/heartbeat"
+ENROLL_PATH = "/kiosk/enroll"
 API_KEY_HEADER = "X-Kiosk-API-Key"
 API_KEY_ENV = "KIOSK_EXPORTER_API_KEY"
 FIELD_LIMITS = {"app_version": 64, "device_info": 256}
@@ -220,18 +221,95 @@ class HeartbeatClient:
                 sock.shutdown(socket.SHUT_RDWR)
 
     def _connect(self) -> http.client.HTTPConnection:
-        host, port = self._parts.hostname or "", self._parts.port
-        connection: http.client.HTTPConnection
-        if self._parts.scheme == "https":
-            context = ssl.create_default_context()
-            connection = http.client.HTTPSConnection(
-                host, port, timeout=self._timeout, context=context
-            )
-        else:
-            connection = http.client.HTTPConnection(host, port, timeout=self._timeout)
+        connection = open_connection(self._parts, self._timeout)
         with self._lock:
             self._connection = connection
         return connection
+
+
+def open_connection(parts: SplitResult, timeout: float) -> http.client.HTTPConnection:
+    """A new connection to the service (certificates verified for https)."""
+    host, port = parts.hostname or "", parts.port
+    if parts.scheme == "https":
+        context = ssl.create_default_context()
+        return http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
+    return http.client.HTTPConnection(host, port, timeout=timeout)
+
+
+# -- enrollment ---------------------------------------------------------------------------------
+
+
+class EnrollmentFailed(Exception):
+    """The code could not be exchanged; the message says what to do."""
+
+
+def exchange_code(
+    base_url: str, code: str, device_info: str | None, *, timeout_seconds: float = 10.0
+) -> str:
+    """POST /kiosk/enroll once; returns the kiosk's API key (the code is spent by then)."""
+    parts = urlsplit(base_url)
+    body = {"code": code, **({"device_info": device_info} if device_info else {})}
+    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
+    connection = open_connection(parts, timeout_seconds)
+    try:
+        path = parts.path.rstrip("/") + ENROLL_PATH
+        connection.request("POST", path, json.dumps(body).encode(), headers)
+        response = connection.getresponse()
+        status, data = response.status, response.read(64 * 1024)
+        retry_after = response.getheader("Retry-After")
+    except (OSError, http.client.HTTPException) as exc:
+        raise EnrollmentFailed(f"cannot reach {base_url}: {_describe_error(exc)}") from None
+    finally:
+        connection.close()
+    key = _json_object(data).get("api_key")
+    if status == 200 and isinstance(key, str) and key:
+        return key
+    if status == 401:
+        raise EnrollmentFailed(
+            "the enrollment code is unknown, used or expired: ask for a new one "
+            "(`kiosk-exporter kiosk enroll-code ID` on the server)"
+        )
+    if status == 429:
+        raise EnrollmentFailed(f"too many refused codes from here; retry in {retry_after} s")
+    detail = _json_object(data).get("description") or data[:200].decode("utf-8", "replace")
+    raise EnrollmentFailed(f"enrollment refused with HTTP {status}: {detail}")
+
+
+def write_key_file(path: Path, key: str) -> None:
+    """Mode 0600 from the first byte, then renamed into place: never readable by others,
+    never half written."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(descriptor, 0o600)
+        os.write(descriptor, (key + "\n").encode("ascii"))
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+    os.replace(temporary, path)
+
+
+def enroll_if_needed(args: argparse.Namespace) -> None:
+    """With --enroll: exchange the code unless the key file already holds a key, so a
+    service manager restarting the same command line keeps the key it has."""
+    if not args.api_key_file:
+        raise ValueError("--enroll needs --api-key-file PATH: where to keep the key")
+    path = Path(args.api_key_file)
+    with contextlib.suppress(OSError):
+        if path.read_text(encoding="utf-8").strip():
+            log.info("Enrollment: %s already holds a key; the code is not used", path)
+            return
+    device_info = (
+        clean_text(args.device_info, FIELD_LIMITS["device_info"])
+        if args.device_info
+        else collect_device_info()
+    )
+    key = exchange_code(args.url, args.enroll, device_info, timeout_seconds=args.timeout)
+    try:
+        write_key_file(path, key)
+    except OSError as exc:
+        raise EnrollmentFailed(f"enrolled, but cannot write {path}: {exc.strerror}") from None
+    log.info("Enrollment: done; the API key is in %s (mode 0600)", path)
 
 
 def _describe_error(exc: BaseException) -> str:
@@ -458,6 +536,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--timeout", type=float, default=5.0, help="HTTP timeout in seconds (default 5)"
     )
     parser.add_argument("--device-info", help="override the collected device description")
+    parser.add_argument(
+        "--enroll",
+        metavar="CODE",
+        help="first start: exchange this one-time enrollment code for the API key, written "
+        "to --api-key-file (mode 0600); ignored once that file holds a key",
+    )
 
 
 def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> AgentSettings:
@@ -495,13 +579,19 @@ def run(settings: AgentSettings) -> int:
 
 
 def main_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
+        if getattr(args, "enroll", None):
+            HeartbeatClient(args.url, "probe")  # a bad URL is a usage error, before the code
+            enroll_if_needed(args)
         settings = settings_from_args(args, os.environ if environ is None else environ)
     except ValueError as exc:
         print(f"kiosk-exporter agent: {exc}", file=sys.stderr)
         return 2
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    except EnrollmentFailed as exc:
+        print(f"kiosk-exporter agent: {exc}", file=sys.stderr)
+        return 1
     return run(settings)
 
 

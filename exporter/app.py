@@ -14,12 +14,14 @@ import falcon
 from prometheus_client import CollectorRegistry
 
 from . import statuspage
-from .adminroutes import add_admin_routes
+from .adminroutes import EnrollResource, add_admin_routes
 from .clock import Clock, utc_now
 from .collector import FleetCollector
 from .config import Settings
+from .enrollment import Enroller
 from .errors import (
     DuplicateName,
+    EnrollmentRefused,
     ExporterError,
     IdempotencyMismatch,
     InvalidInput,
@@ -31,6 +33,7 @@ from .errors import (
     RateLimited,
     ShuttingDown,
     StorageUnavailable,
+    TooManyGuesses,
     UnknownKey,
     UnknownToken,
     UnsupportedMediaType,
@@ -69,7 +72,9 @@ _ERROR_STATUS: dict[type[ExporterError], tuple[int, str]] = {
     InvalidInput: (400, "Invalid request"),
     PayloadTooLarge: (413, "Request body too large"),
     UnsupportedMediaType: (415, "Unsupported media type"),
+    TooManyGuesses: (429, "Too many enrollment attempts"),
     RateLimited: (429, "Too many heartbeats"),
+    EnrollmentRefused: (401, "Unknown, used or expired enrollment code"),
     StorageUnavailable: (503, "Database unavailable"),
     ShuttingDown: (503, "Service is shutting down"),
 }
@@ -123,6 +128,7 @@ def create_app(
     wsgi.add_route("/kiosk/all-status", AllStatusResource(service))
     wsgi.add_route("/kiosk/{kiosk_id:int}", KioskResource(service))
     add_admin_routes(wsgi, service, Management(store, settings, clock))
+    wsgi.add_route("/kiosk/enroll", EnrollResource(Enroller(store, settings, clock, metrics)))
     wsgi.add_route("/healthz", HealthResource())
     wsgi.add_route("/readyz", ReadyResource(service))
     wsgi.add_route(

@@ -19,6 +19,7 @@ from .admin import (
     cmd_kiosk_activate,
     cmd_kiosk_add,
     cmd_kiosk_deactivate,
+    cmd_kiosk_enroll_code,
     cmd_kiosk_import,
     cmd_kiosk_list,
     cmd_kiosk_remove,
@@ -99,6 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
             [("id", {"type": int}), *extra],
             json_output=action == "rotate-key",
         )
+    _add(
+        kiosk,
+        "enroll-code",
+        cmd_kiosk_enroll_code,
+        common,
+        "issue a one-time enrollment code (the previous one stops working); prints it with a QR",
+        [
+            ("id", {"type": int}),
+            ("--svg", {"metavar": "FILE", "help": "also write the QR code as an SVG file"}),
+        ],
+        json_output=True,
+    )
     _add(
         kiosk,
         "import",

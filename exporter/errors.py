@@ -111,6 +111,16 @@ class RateLimited(ExporterError):
         super().__init__(f"heartbeats are too frequent; retry in {retry_after} s")
 
 
+class TooManyGuesses(RateLimited):
+    """Too many refused enrollment codes from one client address."""
+
+    def __init__(self, retry_after: int) -> None:
+        ExporterError.__init__(
+            self, f"too many refused enrollment codes from this address; retry in {retry_after} s"
+        )
+        self.retry_after = retry_after
+
+
 class StorageUnavailable(ExporterError):
     """The database cannot be reached or stayed locked too long; the client should retry."""
 

@@ -27,6 +27,7 @@ OUTDATED = "kiosk_app_version_outdated"
 FLEET = "kiosk_fleet_kiosks"
 IDENTITY_LABELS = ("kiosk_id", "kiosk_name", "location")
 REJECTION_REASONS = ("auth", "inactive", "invalid", "rate_limited", "unavailable")
+ENROLLMENT_OUTCOMES = ("enrolled", "refused", "rate_limited")
 KNOWN_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 
 # Tablets send `sent_at` from their own clocks: the delay spans network time plus skew.
@@ -53,6 +54,15 @@ class ServiceMetrics:
         )
         for reason in REJECTION_REASONS:
             self.rejected.labels(reason)
+        self.enrollments = Counter(
+            "kiosk_exporter_enrollment_attempts",
+            "POST /kiosk/enroll attempts by outcome (refused: a used, expired or unknown code; "
+            "rate_limited: refused before looking, too many refusals from that address).",
+            ["outcome"],
+            registry=registry,
+        )
+        for outcome in ENROLLMENT_OUTCOMES:
+            self.enrollments.labels(outcome)
         self.delay = Histogram(
             "kiosk_exporter_heartbeat_delay_seconds",
             "Server receive time minus the tablet's sent_at (negative skew counts as 0).",
@@ -117,6 +127,9 @@ class ServiceMetrics:
             self.ignored_fields.inc(ignored)
         for name in rejected or ():
             self.rejected_fields.labels(name).inc()
+
+    def enrollment_attempt(self, outcome: str) -> None:
+        self.enrollments.labels(outcome).inc()
 
     def heartbeat_rejected(self, reason: str) -> None:
         self.rejected.labels(reason).inc()

@@ -19,6 +19,7 @@ CONFINED = {
     # config reads settings; fleetfile reads the files of `kiosk import`
     "yaml": {"config", "fleetfile"},
     "yoyo": {"schema"},
+    "segno": {"qr"},
 }
 
 
