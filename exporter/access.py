@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from .errors import InvalidInput, LocationForbidden, MissingScope
+from .errors import InvalidInput, KioskNotFound, LocationForbidden, MissingScope
 
 
 class Scope(str, Enum):
@@ -51,3 +51,8 @@ class Caller:
         """A limited admin manages only its own locations (creating or moving a kiosk)."""
         if not self.sees(location):
             raise LocationForbidden(field, location, sorted(self.locations))
+
+    def require_visible(self, kiosk_id: int, location: str) -> None:
+        """Another location's kiosk is a 404 for a limited token, as if it did not exist."""
+        if not self.sees(location):
+            raise KioskNotFound(kiosk_id)

@@ -19,7 +19,7 @@ from .access import Caller, Scope
 from .adminstore import IdempotentRequest, PendingCode
 from .clock import Clock, format_utc
 from .config import Settings
-from .errors import InvalidInput, KioskNotFound
+from .errors import InvalidInput
 from .fleetfile import LIMITS, text_problem
 from .records import KioskRecord
 from .store import Store
@@ -125,8 +125,7 @@ class Management:
     def get(self, actor: Caller, kiosk_id: int) -> KioskRecord:
         """Another location's kiosk is a 404 for a limited token, as if it did not exist."""
         kiosk = self._store.get_kiosk(kiosk_id)
-        if not actor.sees(kiosk.location):
-            raise KioskNotFound(kiosk_id)
+        actor.require_visible(kiosk_id, kiosk.location)
         return kiosk
 
     def update(self, actor: Caller, kiosk_id: int, changes: KioskChanges) -> KioskRecord:

@@ -223,7 +223,9 @@ class KioskService:
 
     def kiosk_status(self, caller: Caller, kiosk_id: int) -> dict[str, Any]:
         """One kiosk's status object for the back office (the status page's detail view)."""
-        return self.describe(self.visible_kiosk(caller, kiosk_id))
+        kiosk = self.store.get_kiosk(kiosk_id)
+        caller.require_visible(kiosk_id, kiosk.location)
+        return self.describe(kiosk)
 
     def authenticate_back_office(self, token: str | None, needed: Scope) -> Caller:
         """The caller behind a bearer token, refused (403 naming the scope) when its scope

@@ -152,3 +152,16 @@ def test_scoped_tokens_over_http_on_the_real_server(database_url, store, tmp_pat
         store.revoke_token(record.id)
         reply = request("GET", service.url + "/kiosk/all-status", headers=bearer(limited))
         assert reply.status == 401
+
+
+def test_one_kiosk_of_another_location_is_404_as_if_it_did_not_exist(
+    client, store, add_kiosk, clock
+):
+    mine = add_kiosk("Kiosk-A1", "Building A")[0]
+    theirs = add_kiosk("Kiosk-B1", "Building B")[0]
+    _, limited = store.add_token("facility-a", locations=["Building A"], now=clock())
+    assert client.simulate_get(f"/kiosk/{mine}", headers=bearer(limited)).status_code == 200
+    hidden = client.simulate_get(f"/kiosk/{theirs}", headers=bearer(limited))
+    missing = client.simulate_get("/kiosk/9999", headers=bearer(limited))
+    assert (hidden.status_code, missing.status_code) == (404, 404)
+    assert hidden.json["title"] == missing.json["title"]
