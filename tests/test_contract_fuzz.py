@@ -59,12 +59,13 @@ HYPOTHESIS = settings(
 
 
 class Target:
-    """A running service with one kiosk and one token, shared by every operation's fuzzing."""
+    """A running service with one kiosk and one token, shared by every operation's fuzzing.
+    The token is an admin's, so the management routes are fuzzed past their scope check."""
 
     def __init__(self, service: RunningService) -> None:
         self.url = service.url
         self.key = service.add_kiosk("Kiosk-Fuzz", "Building F")[1]
-        token = service.add_token()
+        token = service.add_token(scope="admin")
         self.headers = {"X-Kiosk-API-Key": self.key, "Authorization": f"Bearer {token}"}
 
 

@@ -19,6 +19,7 @@ from exporter.config import parse_database_url
 from exporter.keys import ENROLLMENT_ALPHABET
 from tests.support import databases
 from tests.support.http import request
+from tests.support.openapi import assert_documented
 from tests.support.service import RunningService
 
 HEARTBEAT = {"app_version": "1.0.0"}
@@ -334,3 +335,61 @@ def test_the_kiosk_commands_issue_enrollment_codes_too(database_url, capsys):
     rotated = run("kiosk", "rotate-key", str(created["id"]))
     assert rotated["api_key"] != created["api_key"]
     assert rotated["enrollment"]["code"] != created["enrollment"]["code"]
+
+
+# -- the document --------------------------------------------------------------------------------
+
+
+def test_real_answers_of_the_management_and_enrollment_routes_match_the_document(tmp_path):
+    """Each answer these routes document that a client can provoke, held to openapi.json."""
+    with RunningService(tmp_path) as service:
+        admin = service.add_token("ops-admin", scope="admin")
+        reader = service.add_token("reader")
+        answers = []
+
+        def call(method, template, path=None, token=admin, **kwargs):
+            headers = {**kwargs.pop("headers", {}), **({} if token is None else bearer(token))}
+            reply = request(method, service.url + (path or template), headers=headers, **kwargs)
+            answers.append((method, template, reply))
+            return reply
+
+        body = {"name": "Kiosk-Doc", "location": "Building D"}
+        made = call("POST", "/admin/kiosks", json_body=body, headers={"Idempotency-Key": "k1"})
+        call("POST", "/admin/kiosks", json_body=body, headers={"Idempotency-Key": "k1"})
+        call(
+            "POST",
+            "/admin/kiosks",
+            json_body={**body, "name": "X"},
+            headers={"Idempotency-Key": "k1"},
+        )
+        call("POST", "/admin/kiosks", json_body=body)  # 409
+        call("POST", "/admin/kiosks", json_body={"name": "X"})  # 400
+        call("POST", "/admin/kiosks", body="name=X", headers={"Content-Type": "text/plain"})
+        call(
+            "POST",
+            "/admin/kiosks",
+            body=b"{" * 17_000,
+            headers={"Content-Type": "application/json"},
+        )
+        call("POST", "/admin/kiosks", json_body=body, token=None)  # 401
+        call("POST", "/admin/kiosks", json_body=body, token=reader)  # 403
+        one = "/admin/kiosks/{kiosk_id}"
+        kiosk = f"/admin/kiosks/{made.json['kiosk_id']}"
+        call("PATCH", one, kiosk, json_body={"location": "Annex"})
+        call("PATCH", one, kiosk, json_body={})
+        for action in ("deactivate", "activate", "rotate-key"):
+            call("POST", f"{one}/{action}", f"{kiosk}/{action}")
+            call("POST", f"{one}/{action}", f"/admin/kiosks/9999/{action}")
+        code = answers[-2][2].json["enrollment"]["code"]
+        call("POST", "/kiosk/enroll", json_body={"code": 5}, token=None)  # 400
+        for attempt in [code, code] + ["ABCDE-FGHJK"] * 10:  # 200, then 401 until 429
+            call("POST", "/kiosk/enroll", json_body={"code": attempt}, token=None)
+        call("DELETE", one, kiosk)
+        call("DELETE", one, kiosk)
+    statuses: dict = {}
+    for method, template, reply in answers:
+        assert_documented(method, template, reply)
+        statuses.setdefault((method, template), set()).add(reply.status)
+    assert statuses[("POST", "/admin/kiosks")] == {201, 400, 401, 403, 409, 413, 415, 422}
+    assert statuses[("POST", "/kiosk/enroll")] == {200, 400, 401, 429}
+    assert statuses[("DELETE", one)] == {204, 404}

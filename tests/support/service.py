@@ -115,8 +115,8 @@ class RunningService:
         created = json.loads(result.stdout)
         return created["id"], created["api_key"]
 
-    def add_token(self, name: str = "back-office") -> str:
-        result = self.cli("token", "add", "--name", name, "--json")
+    def add_token(self, name: str = "back-office", scope: str = "read") -> str:
+        result = self.cli("token", "add", "--name", name, "--scope", scope, "--json")
         assert result.returncode == 0, result.stderr
         return str(json.loads(result.stdout)["token"])
 
