@@ -192,7 +192,7 @@ def cmd_kiosk_enroll_code(args: argparse.Namespace, settings: Settings) -> int:
         except OSError as exc:
             raise InvalidInput("--svg", f"cannot write {args.svg}: {exc.strerror}") from None
     if args.json:
-        _print_json({"id": args.id, **enrollment.document(), "qr_svg": qr.svg(enrollment.code)})
+        _print_json({"id": args.id, **enrollment.document()})
         return 0
     print(enrollment.code)
     print(qr.terminal(enrollment.code), end="")

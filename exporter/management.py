@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from . import keys
+from . import keys, qr
 from .access import Caller, Scope
 from .adminstore import IdempotentRequest, PendingCode
 from .clock import Clock, format_utc
@@ -38,7 +38,13 @@ class Enrollment:
     expires_at: datetime
 
     def document(self) -> dict[str, Any]:
-        return {"code": self.code, "expires_at": format_utc(self.expires_at)}
+        """With the code as a QR code (SVG) for the back office's screen: the code is not
+        kept, so this answer is the only time it can be drawn."""
+        return {
+            "code": self.code,
+            "expires_at": format_utc(self.expires_at),
+            "qr_svg": qr.svg(self.code),
+        }
 
 
 @dataclass(frozen=True)

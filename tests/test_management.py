@@ -70,6 +70,9 @@ def test_an_admin_creates_a_kiosk_with_an_enrollment_code_and_never_sees_its_key
         "never_connected",
     )
     code = kiosk["enrollment"]["code"]
+    assert (
+        kiosk["enrollment"]["qr_svg"].startswith("<?xml") and code in kiosk["enrollment"]["qr_svg"]
+    )
     assert kiosk["enrollment"]["expires_at"] == "2026-11-27T10:00:00.000000Z"  # 24 h by default
     first, second = code.split("-")
     assert len(first) == len(second) == 5
