@@ -1,6 +1,7 @@
 // The status page: sign-in, the fleet in a list or cards, the detail of one kiosk.
 // State that a link should carry (view, filters, page, language) lives in the URL.
 
+import { mountAddKiosk } from "./admin.js";
 import { Failed, Refused, getJson, tokens } from "./api.js";
 import { showDetail } from "./detail.js";
 import { STATES, filterEntries, locationsOf, makeSorter, summarize, toEntries } from "./fleet.js";
@@ -305,6 +306,7 @@ function route() {
   } else {
     show("fleet");
     app.view = { refresh: refreshFleet };
+    mountAddKiosk($("admin"), { tr, token: app.token, onCreated: refresh });
     if (app.entries) renderFleet();
     else $("summary").replaceChildren(el("p", { className: "headline", text: tr.t("loading") }));
   }

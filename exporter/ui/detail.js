@@ -1,6 +1,7 @@
 // One kiosk: its status object (GET /kiosk/{id}), then its outages and availability from
 // the history endpoints; a service without them (404) gets the status alone.
 
+import { rotateControl } from "./admin.js";
 import { getJson } from "./api.js";
 import { displayState, toEntries } from "./fleet.js";
 import { badge, el } from "./views.js";
@@ -126,7 +127,14 @@ export function showDetail(section, ctx) {
   const back = el("a", { className: "back", text: `← ${ctx.tr.t("back")}`, attrs: { href: ctx.backHref } });
   const status = el("div", { className: "detail-status" }, el("p", { text: ctx.tr.t("loading") }));
   const history = el("div", { className: "history" });
-  section.replaceChildren(back, status, el("h2", { className: "sub", text: ctx.tr.t("history") }), history);
+  const admin = rotateControl(ctx);
+  section.replaceChildren(
+    back,
+    status,
+    admin,
+    el("h2", { className: "sub", text: ctx.tr.t("history") }),
+    history,
+  );
   let historyShown = false;
   return {
     async refresh() {

@@ -3,6 +3,15 @@
 const STRINGS = {
   en: {
     title: "Kiosk status",
+    addKiosk: "Add a kiosk",
+    kioskName: "Name",
+    create: "Create",
+    enrollmentTitle: "Enrollment code for {name}",
+    enrollmentHelp:
+      "Type it or scan the QR code on the tablet; single use, valid until {until}. It is shown only now.",
+    rotateKey: "New enrollment code (revokes the key)",
+    rotateConfirm: "The tablet's current key stops working at once; it must enroll again with the new code. Continue?",
+    adminOnly: "Managing kiosks needs an admin token; this one can only read.",
     signInTitle: "Sign in",
     signInHelp: "Paste a back-office token (kiosk-exporter token add).",
     tokenLabel: "Back-office token",
@@ -79,6 +88,15 @@ const STRINGS = {
     },
   },
   fr: {
+    addKiosk: "Ajouter une borne",
+    kioskName: "Nom",
+    create: "Créer",
+    enrollmentTitle: "Code d’enrôlement de {name}",
+    enrollmentHelp:
+      "Saisissez-le ou scannez le QR code sur la tablette ; usage unique, valable jusqu’au {until}. Il n’est affiché qu’une fois.",
+    rotateKey: "Nouveau code d’enrôlement (révoque la clé)",
+    rotateConfirm: "La clé actuelle de la tablette cesse aussitôt de fonctionner ; elle devra s’enrôler avec le nouveau code. Continuer ?",
+    adminOnly: "Gérer les bornes demande un jeton admin ; celui-ci ne peut que lire.",
     title: "État des bornes",
     signInTitle: "Connexion",
     signInHelp: "Collez un jeton back-office (kiosk-exporter token add).",
