@@ -41,6 +41,13 @@ function qrNode(svgText) {
   const root = parsed.documentElement;
   if (!root || root.nodeName !== "svg") return null;
   const node = document.importNode(root, true);
+  // A viewBox instead of the fixed size, so the stylesheet can size it without cropping.
+  const [width, height] = [node.getAttribute("width"), node.getAttribute("height")];
+  if (width && height && !node.hasAttribute("viewBox")) {
+    node.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  }
+  node.removeAttribute("width");
+  node.removeAttribute("height");
   node.setAttribute("role", "img");
   return node;
 }
