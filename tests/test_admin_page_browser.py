@@ -85,7 +85,7 @@ def test_an_admin_adds_a_kiosk_and_sees_its_code_and_qr_once(browser, served):
     assert CODE.match(code), code
     qr = browser.find_element("css selector", ".enrollment-qr svg")
     assert qr.size["width"] >= 100  # drawn, at a size a phone camera reads
-    assert qr.get_attribute("viewBox"), "sized by a viewBox: the stylesheet must not crop it"
+    assert qr.get_dom_attribute("viewBox"), "sized by a viewBox: the stylesheet must not crop it"
     wait_for(lambda: "Kiosk-Lobby" in browser.find_element("id", "kiosks").text, what="the row")
     no_page_errors(browser)
     assert enroll(service.url, code) == 200
