@@ -140,6 +140,7 @@ def test_sign_in_shows_the_demo_fleet_in_the_list_view(page, demo):
     entrance = rows(page)[2]
     assert "Online" in entrance and re.search(r"Last ping: \d+ s ago", entrance)
     assert "token" not in page.current_url and demo.token not in page.current_url
+    assert not any(demo.token in line for line in demo.service.log_lines)
     assert page.execute_script("return sessionStorage.length") == 1
     assert page.execute_script("return localStorage.length") == 0
     shot(page, "list-desktop")
