@@ -38,6 +38,7 @@ def test_root_redirects_to_the_page_and_every_ui_answer_is_strict(server):
         ("/ui/", "text/html"),
         ("/ui/kiosk/4", "text/html"),
         ("/ui/app.js", "text/javascript"),
+        ("/ui/worker.js", "text/javascript"),
         ("/ui/app.css", "text/css"),
     ]:
         reply = request("GET", server.url + path)

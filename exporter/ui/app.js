@@ -2,9 +2,9 @@
 // State that a link should carry (view, filters, page, language) lives in the URL.
 
 import { mountAddKiosk } from "./admin.js";
-import { Failed, Refused, getJson, tokens } from "./api.js";
+import { Failed, Refused, tokens } from "./api.js";
 import { showDetail } from "./detail.js";
-import { STATES, filterEntries, locationsOf, makeSorter, summarize, toEntries } from "./fleet.js";
+import { STATES } from "./fleet.js";
 import { makeTranslator, pickLanguage } from "./i18n.js";
 import { card, el, listRow, summaryNodes } from "./views.js";
 
@@ -15,8 +15,8 @@ const $ = (id) => document.getElementById(id);
 const tr = makeTranslator(pickLanguage(location.search, navigator.languages));
 const app = {
   token: tokens.load(),
-  entries: null, // sorted, from the last answer that changed something
-  etag: null,
+  loaded: false, // the worker holds a fleet
+  firstRender: false, // measure the first render after sign-in
   offsetMs: 0, // server clock minus this browser's clock
   dataAt: 0, // when the data shown was current (server clock)
   failure: null, // {at, reason} while the last refresh failed
@@ -27,7 +27,24 @@ const app = {
 };
 
 const now = () => Date.now() + app.offsetMs;
-const sortEntries = makeSorter();
+
+// The fleet lives in a worker (worker.js); the page asks it for what to draw.
+const worker = new Worker("/ui/worker.js", { type: "module" });
+const pending = new Map();
+let asked = 0;
+worker.addEventListener("message", ({ data }) => {
+  pending.get(data.id)?.(data);
+  pending.delete(data.id);
+});
+
+function ask(message) {
+  asked += 1;
+  const id = asked;
+  return new Promise((resolve) => {
+    pending.set(id, resolve);
+    worker.postMessage({ ...message, id });
+  });
+}
 
 function query() {
   const params = new URLSearchParams(location.search);
@@ -91,9 +108,9 @@ function show(section) {
 function showSignIn(refused) {
   clearTimeout(app.timer);
   app.token = null;
-  app.entries = null;
-  app.etag = null;
+  app.loaded = false;
   app.failure = null;
+  ask({ type: "reset" });
   app.view = null;
   $("refresh-error").hidden = true;
   show("sign-in");
@@ -111,14 +128,13 @@ async function signIn(event) {
   $("sign-in-error").hidden = false;
   $("sign-in-error").textContent = tr.t("checking");
   try {
-    const answer = await getJson("/kiosk/all-status", token, null);
+    await loadFleet(token);
     tokens.save(token, $("remember").checked);
     app.token = token;
     $("token").value = "";
-    accept(answer);
     $("sign-in-error").hidden = true;
+    app.firstRender = true;
     route();
-    afterPaint(() => performance.measure("kiosk:first-render", "kiosk:sign-in"));
   } catch (error) {
     if (error instanceof Refused) tokens.clear();
     $("sign-in-error").textContent =
@@ -141,23 +157,29 @@ function afterPaint(callback) {
 
 // -- data ----------------------------------------------------------------------------------
 
-/** Take an answer of /kiosk/all-status; true when it changed what is shown. */
-function accept(answer) {
+function viewQuery() {
+  const { location, status, q, page } = query();
+  return { location, status, q, page, pageSize: PAGE_SIZE };
+}
+
+/** Fetch the fleet in the worker; the answer carries what to draw when it succeeded. */
+async function loadFleet(token) {
+  const answer = await ask({ type: "load", token, query: viewQuery() });
+  if (answer.outcome === "refused") throw new Refused();
+  if (answer.outcome === "failed") throw new Failed(answer.reason);
   app.offsetMs = answer.offsetMs;
   app.dataAt = now();
   app.failure = null;
-  if (answer.notModified) return false;
-  app.entries = sortEntries(toEntries(JSON.parse(answer.text)));
-  app.etag = answer.etag;
-  return true;
+  app.loaded = true;
+  return answer;
 }
 
 async function refreshFleet() {
-  const answer = await getJson("/kiosk/all-status", app.token, app.etag);
-  // Main-thread work of a refresh that changed something: parse, sort, draw one page.
+  const answer = await loadFleet(app.token);
+  // Main-thread work of a refresh that changed something: draw one page, lay it out.
   const started = performance.now();
-  if (accept(answer)) {
-    renderFleet();
+  if (answer.outcome === "changed" && !$("fleet").hidden) {
+    drawFleet(answer.view);
     void $("kiosks").offsetHeight; // style and layout now, inside the measure
     performance.measure("kiosk:refresh", { start: started });
   }
@@ -189,47 +211,56 @@ async function refresh() {
 
 // -- the fleet -----------------------------------------------------------------------------
 
-function renderFleet() {
+let drawn = 0;
+
+/** Ask the worker for the page the URL describes, and draw it unless a newer one is asked. */
+async function renderFleet() {
+  drawn += 1;
+  const mine = drawn;
+  const { view } = await ask({ type: "view", query: viewQuery() });
+  if (mine === drawn && !$("fleet").hidden) drawFleet(view);
+}
+
+function drawFleet(view) {
   const wanted = query();
-  const entries = app.entries || [];
-  const locations = locationsOf(entries);
   const select = $("location");
-  const known = locations.join("\n");
+  const known = view.locations.join("\n");
   if (app.locations !== known) {
     select.replaceChildren(
       el("option", { text: tr.t("allLocations"), attrs: { value: "" } }),
-      ...locations.map((l) => el("option", { text: l, attrs: { value: l } })),
+      ...view.locations.map((l) => el("option", { text: l, attrs: { value: l } })),
     );
     app.locations = known;
   }
-  select.value = locations.includes(wanted.location) ? wanted.location : "";
+  select.value = view.locations.includes(wanted.location) ? wanted.location : "";
   $("status").value = wanted.status;
   if (document.activeElement !== $("search")) $("search").value = wanted.q;
   for (const button of $("view-group").querySelectorAll("button")) {
     button.setAttribute("aria-pressed", String(button.dataset.view === wanted.view));
   }
-  $("summary").replaceChildren(...summaryNodes(tr, summarize(entries)));
-  renderPage(filterEntries(entries, wanted), wanted);
+  $("summary").replaceChildren(...summaryNodes(tr, view.summary));
+  drawPage(view, wanted.view);
+  if (app.firstRender) {
+    app.firstRender = false;
+    afterPaint(() => performance.measure("kiosk:first-render", "kiosk:sign-in"));
+  }
 }
 
 /** Only one page of kiosks is in the DOM: 10,000 cards would take seconds to lay out. */
-function renderPage(matching, wanted) {
-  const pages = Math.max(1, Math.ceil(matching.length / PAGE_SIZE));
-  const page = Math.min(wanted.page, pages);
-  const first = (page - 1) * PAGE_SIZE;
-  const shown = matching.slice(first, first + PAGE_SIZE);
+function drawPage(view, kind) {
+  const { shown, total, first, page, pages } = view;
   app.tickers.length = 0;
-  const build = wanted.view === "cards" ? card : listRow;
+  const build = kind === "cards" ? card : listRow;
   const list = $("kiosks");
-  list.className = wanted.view === "cards" ? "cards" : "list";
+  list.className = kind === "cards" ? "cards" : "list";
   list.replaceChildren(...shown.map((e) => build(tr, e, app.tickers, location.search)));
-  $("empty").hidden = matching.length > 0 || app.entries === null;
+  $("empty").hidden = total > 0 || !view.loaded;
   $("empty").textContent = tr.t("noMatch");
-  $("pager").hidden = matching.length <= PAGE_SIZE;
+  $("pager").hidden = total <= PAGE_SIZE;
   $("page-range").textContent = tr.t("showing", {
     from: tr.number(first + 1),
     to: tr.number(first + shown.length),
-    total: tr.number(matching.length),
+    total: tr.number(total),
   });
   $("previous").disabled = page <= 1;
   $("next").disabled = page >= pages;
@@ -307,7 +338,7 @@ function route() {
     show("fleet");
     app.view = { refresh: refreshFleet };
     mountAddKiosk($("admin"), { tr, token: app.token, onCreated: refresh });
-    if (app.entries) renderFleet();
+    if (app.loaded) renderFleet();
     else $("summary").replaceChildren(el("p", { className: "headline", text: tr.t("loading") }));
   }
   refresh();
