@@ -7,7 +7,7 @@ import argparse
 import falcon
 from waitress import serve
 
-from exporter.cli import WAITRESS_SEND_BYTES
+from exporter.server import WAITRESS_SEND_BYTES
 
 
 class Hello:

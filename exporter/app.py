@@ -39,9 +39,12 @@ from .errors import (
     UnsupportedMediaType,
 )
 from .exposition import FleetPage, LocalFleetPage
+from .gate import DatabaseGate, reserved_threads
+from .logs import printable
 from .management import Management
 from .metrics import ServiceMetrics
 from .payload import DIAGNOSTIC_FIELDS
+from .readiness import ReadinessProbe
 from .resources import (
     AllStatusResource,
     HealthResource,
@@ -54,7 +57,7 @@ from .resources import (
 )
 from .service import KeyDirectory, KioskService
 from .store import Store, open_store
-from .writer import HeartbeatWriter
+from .writer import HeartbeatWriter, writer_wait_seconds
 
 log = logging.getLogger(__name__)
 access_logger = logging.getLogger("exporter.access")
@@ -86,6 +89,7 @@ class Application:
 
     wsgi: falcon.App[falcon.Request, falcon.Response]
     writer: HeartbeatWriter
+    probe: ReadinessProbe
     store: Store
     registry: CollectorRegistry
     stopping: threading.Event
@@ -96,6 +100,7 @@ class Application:
         self.stopping.set()
 
     def close(self) -> None:
+        self.probe.stop()
         self.writer.stop()
         self.fleet.close()
         self.store.close()
@@ -117,9 +122,21 @@ def create_app(
     one that sums every worker's counters)."""
     registry = registry if registry is not None else CollectorRegistry()
     metrics = ServiceMetrics(registry, DIAGNOSTIC_FIELDS)
-    writer = HeartbeatWriter(store, min_interval_seconds=settings.min_heartbeat_interval_seconds)
+    writer = HeartbeatWriter(
+        store,
+        min_interval_seconds=settings.min_heartbeat_interval_seconds,
+        wait_timeout_seconds=writer_wait_seconds(settings.database_timeout_seconds),
+    )
+    probe = ReadinessProbe(store.probe_write, finish=store.close)
     stopping = threading.Event()
-    service = KioskService(store, writer, settings, clock, metrics, KeyDirectory(), stopping)
+    gate = DatabaseGate(
+        settings.threads - reserved_threads(settings.threads),
+        store.calls,
+        max_wait_seconds=writer_wait_seconds(settings.database_timeout_seconds),
+    )
+    service = KioskService(
+        store, writer, settings, clock, metrics, KeyDirectory(), probe, gate, stopping
+    )
     fleet = fleet_page or LocalFleetPage(FleetCollector(store, settings, clock))
     wsgi = falcon.App(middleware=[RequestObserver(metrics, access_log or access_logger.info)])
     wsgi.req_options.auto_parse_qs_csv = False
@@ -140,8 +157,15 @@ def create_app(
     wsgi.add_error_handler(ExporterError, _handle_domain_error)
     wsgi.add_error_handler(Exception, _handle_unexpected)
     writer.start()
+    probe.start()
     return Application(
-        wsgi=wsgi, writer=writer, store=store, registry=registry, stopping=stopping, fleet=fleet
+        wsgi=wsgi,
+        writer=writer,
+        probe=probe,
+        store=store,
+        registry=registry,
+        stopping=stopping,
+        fleet=fleet,
     )
 
 
@@ -197,7 +221,7 @@ def _handle_domain_error(
 def _handle_unexpected(
     req: falcon.Request, resp: falcon.Response, exc: Exception, params: dict[str, Any]
 ) -> None:
-    log.exception("unexpected error on %s %s", req.method, req.path)
+    log.exception("unexpected error on %s %s", printable(req.method), printable(req.path))
     resp.status = 500
     resp.media = {"title": "Internal server error", "description": "see the server log"}
 
@@ -220,6 +244,6 @@ class RequestObserver:
         status = str(resp.status_code)
         self._metrics.request_finished(req.uri_template or "unmatched", req.method, status, seconds)
         # The path only: keys and tokens travel in headers, never in what is logged here.
-        self._access_log(
-            f'{req.remote_addr} "{req.method} {req.path}" {status} {seconds * 1000:.1f}ms'
-        )
+        # Method and path are the client's: escaped, so they cannot forge a line.
+        request_line = printable(f"{req.method} {req.path}")
+        self._access_log(f'{req.remote_addr} "{request_line}" {status} {seconds * 1000:.1f}ms')

@@ -33,7 +33,6 @@ from .config import Settings, load_settings
 from .errors import ConfigError, ExporterError, InvalidInput
 
 log = logging.getLogger("exporter")
-WAITRESS_SEND_BYTES = 18000
 MMAP_THRESHOLD_BYTES = 1024 * 1024
 Command = Callable[[argparse.Namespace, Settings], int]
 
@@ -311,13 +310,11 @@ def _serve_process(settings: Settings, listen: Listen) -> int:
 
 
 def _serve(settings: Settings, access_log: Callable[[str], None], listen: Listen) -> int:
-    from waitress import create_server
-
     from .app import app_from_settings
     from .memory import limit_arenas
     from .metrics import multiprocess_registry
     from .renderer import ProcessFleetPage
-    from .server import addresses, serve_until_signalled
+    from .server import addresses, create_http_server, serve_until_signalled
 
     # Before any thread allocates: 2 arenas instead of one per request thread, and pages
     # (MBs) in mappings of their own that go back to the system when sent.
@@ -330,26 +327,8 @@ def _serve(settings: Settings, access_log: Callable[[str], None], listen: Listen
     except BaseException:
         fleet_page.close()
         raise
-    where = (
-        {"sockets": list(listen.sockets)}
-        if listen.sockets
-        else {"host": settings.host, "port": settings.port}
-    )
     try:
-        server = create_server(
-            application.wsgi,
-            **where,
-            threads=settings.threads,
-            connection_limit=settings.connection_limit,
-            ident="kiosk-exporter",
-            # Heartbeats are tiny: refuse huge bodies before they are buffered.
-            max_request_body_size=1024 * 1024,
-            # With waitress's default of 1, a response written while its task still runs makes
-            # the main loop spin on a socket it may not flush yet: measured 60-200 loop turns
-            # per heartbeat and a tenth of the throughput once commits wake threads in groups.
-            send_bytes=WAITRESS_SEND_BYTES,
-            expose_tracebacks=False,
-        )
+        server = create_http_server(application.wsgi, settings, sockets=listen.sockets)
     except OSError as exc:  # the port is taken, the address is not this host's, ...
         application.close()
         where_text = f"{settings.host}:{settings.port}"

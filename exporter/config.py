@@ -45,7 +45,8 @@ class Settings:
     port: int = 8000
     threads: int = 16
     workers: int = 1
-    connection_limit: int = 1000
+    connection_limit: int = 10000
+    idle_connection_timeout_seconds: float = 30.0
     shutdown_grace_seconds: float = 0.0
     online_threshold_seconds: float = 300.0
     heartbeat_interval_seconds: int = 60
@@ -222,6 +223,7 @@ _MINIMUMS: dict[str, float] = {
     "threads": 1,
     "workers": 1,
     "connection_limit": 1,
+    "idle_connection_timeout_seconds": 1,
     "shutdown_grace_seconds": 0,
     "online_threshold_seconds": 1,
     "heartbeat_interval_seconds": 1,
@@ -232,7 +234,12 @@ _MINIMUMS: dict[str, float] = {
 
 
 # A grace of 10000 (milliseconds meant) would keep a stopping replica up for hours.
-_MAXIMUMS: dict[str, float] = {"port": 65535, "shutdown_grace_seconds": 600, "workers": 64}
+_MAXIMUMS: dict[str, float] = {
+    "port": 65535,
+    "shutdown_grace_seconds": 600,
+    "workers": 64,
+    "idle_connection_timeout_seconds": 3600,
+}
 
 
 def _coerce(name: str, value: Any) -> Any:

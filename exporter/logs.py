@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 import sys
 import threading
 import time
@@ -21,9 +22,26 @@ from typing import TextIO
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _DEFAULT = logging.Formatter(LOG_FORMAT)
+# Control characters (C0, DEL, C1), line and paragraph separators, lone surrogates, and the
+# quote and backslash that delimit and escape a field of the access line.
+_UNPRINTABLE = re.compile('[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff"\\\\]')
 # A pre-rendered line: (time.time(), level name, logger name, message).
 _Line = tuple[float, str, str, str]
 _Item = logging.LogRecord | _Line | None
+
+
+def printable(text: str) -> str:
+    """`text` as one safe log field: what a client controls (a URL path, a method, a driver's
+    message quoting a value) could otherwise write a forged log line (%0A, %0D) or terminal
+    escapes (%1B). Each such character becomes a visible escape (\\n, \\x1b, \\u2028)."""
+    if not _UNPRINTABLE.search(text):  # the usual case: one scan, no copy
+        return text
+    return _UNPRINTABLE.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return "\\" + char if char in '"\\' else repr(char)[1:-1]  # repr escapes the rest
 
 
 class BackgroundLogWriter(logging.Handler):

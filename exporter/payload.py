@@ -64,6 +64,8 @@ def _sent_at(value: object) -> datetime | Reject:
         return parse_utc(value)
     except ValueError:
         return Reject(_TIME_HINT)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is a time, but not one UTC can hold
+        return Reject("out of range: the time in UTC falls outside years 1-9999")
 
 
 # The one declaration of the optional measurements a heartbeat may carry: name -> validator.

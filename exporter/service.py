@@ -24,6 +24,7 @@ from .errors import (
     UnknownToken,
     UnsupportedMediaType,
 )
+from .gate import DatabaseGate
 from .metrics import ServiceMetrics
 from .payload import (
     MAX_BODY_BYTES,
@@ -34,6 +35,7 @@ from .payload import (
     status_document,
 )
 from .payload import is_json as _is_json
+from .readiness import ReadinessProbe
 from .records import HeartbeatWrite, KioskRecord, Outcome
 from .status import KioskState, KioskStatus, judge, retry_after_seconds
 from .store import Store
@@ -118,6 +120,8 @@ class KioskService:
     clock: Clock
     metrics: ServiceMetrics
     directory: KeyDirectory
+    probe: ReadinessProbe
+    gate: DatabaseGate
     # Set on SIGTERM: /readyz turns 503 so load balancers drain this replica.
     stopping: threading.Event = field(default_factory=threading.Event)
     ignored_log: IgnoredFieldLog = field(default_factory=IgnoredFieldLog)
@@ -127,7 +131,8 @@ class KioskService:
     ) -> dict[str, Any]:
         """Record one heartbeat; every refusal is counted by reason before it propagates."""
         try:
-            return self._heartbeat(api_key, content_type, body)
+            with self.gate.slot():
+                return self._heartbeat(api_key, content_type, body)
         except ExporterError as exc:
             reason = next((r for t, r in _REJECTION_REASONS.items() if isinstance(exc, t)), None)
             if reason:
@@ -198,7 +203,9 @@ class KioskService:
         return keys.hash_secret(api_key)
 
     def own_status(self, api_key: str | None) -> dict[str, Any]:
-        kiosk = self.store.find_kiosk_by_key(self._key_hash(api_key))
+        key_hash = self._key_hash(api_key)
+        with self.gate.slot():
+            kiosk = self.store.find_kiosk_by_key(key_hash)
         if kiosk is None:
             raise UnknownKey()
         if not kiosk.is_active:
@@ -213,7 +220,9 @@ class KioskService:
         location = query_text("location", location)
         now = self.clock()
         documents = []
-        for kiosk in self.store.list_kiosks(location=location):
+        with self.gate.slot():
+            kiosks = self.store.list_kiosks(location=location)
+        for kiosk in kiosks:
             if not caller.sees(kiosk.location):
                 continue
             state = self.judge(kiosk, now)
@@ -223,14 +232,18 @@ class KioskService:
 
     def kiosk_status(self, caller: Caller, kiosk_id: int) -> dict[str, Any]:
         """One kiosk's status object for the back office (the status page's detail view)."""
-        kiosk = self.store.get_kiosk(kiosk_id)
+        with self.gate.slot():
+            kiosk = self.store.get_kiosk(kiosk_id)
         caller.require_visible(kiosk_id, kiosk.location)
         return self.describe(kiosk)
 
     def authenticate_back_office(self, token: str | None, needed: Scope) -> Caller:
         """The caller behind a bearer token, refused (403 naming the scope) when its scope
         does not grant `needed`; an unknown or revoked token is a 401."""
-        record = self.store.authenticate_token(token, now=self.clock()) if token else None
+        record = None
+        if token:
+            with self.gate.slot():
+                record = self.store.authenticate_token(token, now=self.clock())
         if record is None:
             raise UnknownToken()
         caller = Caller(record.id, record.name, Scope(record.scope), frozenset(record.locations))
@@ -252,7 +265,7 @@ class KioskService:
         # No database name or path: /readyz is unauthenticated, for load balancers.
         if self.stopping.is_set():
             raise ShuttingDown("this replica is stopping; send traffic to another")
-        self.store.ping()
+        self.probe.check()
         return {"status": "ready"}
 
 

@@ -16,9 +16,11 @@ from .adminstore import ManagementStore
 from .clock import utc_now
 from .config import DatabaseUrl, parse_database_url
 from .errors import DuplicateName, KioskNotFound, StorageUnavailable, TokenNotFound
+from .gate import CallsInFlight
 from .models import Schema, open_database
 from .records import HeartbeatResult, HeartbeatWrite, KioskRecord, Outcome, TokenRecord
 from .storebase import INTEGRITY_ERRORS as _INTEGRITY_ERRORS
+from .storebase import SqliteFile
 from .storebase import session as _session
 from .storebase import storage_errors as _storage_errors
 
@@ -88,6 +90,8 @@ class Store(ManagementStore):
         # SQLite has no FOR UPDATE; Pony's BEGIN IMMEDIATE already holds its write lock.
         self._lock_rows = "" if self._sqlite else " FOR UPDATE"
         self._mark = "?" if schema.db.provider.paramstyle == "qmark" else "%s"
+        self.sqlite_file = SqliteFile(url.params["filename"]) if self._sqlite else None
+        self.calls = CallsInFlight()
 
     @property
     def description(self) -> str:
@@ -145,10 +149,9 @@ class Store(ManagementStore):
 
     @_storage_errors
     @_session
-    def ping(self) -> None:
-        """Ready means heartbeats can be written: execute() opens a write transaction (on
-        SQLite BEGIN IMMEDIATE waits for the write lock like the writer does), and this
-        UPDATE matches no row."""
+    def probe_write(self) -> None:
+        """The readiness probe's write. TEMPORARY: a transaction that changes nothing, until
+        the service-liveness row (issue #13) lands and becomes the probe's real write."""
         self._db.execute("UPDATE kiosks SET id = id WHERE id < 0")
 
     # -- kiosks: reads ------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import collections
 import logging
 import queue
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -14,6 +15,12 @@ from .errors import ExporterError, StorageUnavailable
 from .records import HeartbeatResult, HeartbeatWrite
 
 log = logging.getLogger(__name__)
+
+
+def writer_wait_seconds(database_timeout_seconds: float) -> float:
+    """How long a request waits for its commit: the database's own bound on a lock or a
+    statement, plus a second for the commit itself and the batch ahead of it."""
+    return database_timeout_seconds + 1.0
 
 
 class HeartbeatSink(Protocol):
@@ -48,6 +55,10 @@ class HeartbeatWriter:
     One commit per request caps SQLite at ~1,000 heartbeats/s; one commit per batch of
     whatever arrived meanwhile keeps each request's latency at about one commit while
     throughput grows with load. A request is answered only after its batch committed.
+
+    When the database hangs (a frozen disk, a stopped server), a request waits at most
+    `wait_timeout_seconds`; once the current commit has taken longer than that, new
+    requests are refused at once (503) instead of queueing behind it.
     """
 
     def __init__(
@@ -62,6 +73,8 @@ class HeartbeatWriter:
         self._min_interval = min_interval_seconds
         self._max_batch = max_batch
         self._wait_timeout = wait_timeout_seconds
+        # Set while a batch is in the database: since when.
+        self._busy_since: float | None = None
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="heartbeat-writer", daemon=True)
         self._stopping = threading.Event()
@@ -83,6 +96,7 @@ class HeartbeatWriter:
         """Block until the heartbeat's batch is committed (or failed)."""
         if self._stopping.is_set():
             raise StorageUnavailable("the service is shutting down")
+        self._refuse_while_stuck()
         pending = _Pending(write)
         self._queue.put(pending)
         if not pending.done.acquire(timeout=self._wait_timeout):
@@ -91,6 +105,14 @@ class HeartbeatWriter:
             raise pending.error
         assert pending.result is not None
         return pending.result
+
+    def _refuse_while_stuck(self) -> None:
+        since = self._busy_since
+        if since is None:
+            return
+        busy = time.monotonic() - since
+        if busy > self._wait_timeout:
+            raise StorageUnavailable(f"the database has not answered for {busy:.0f} s")
 
     def _run(self) -> None:
         try:
@@ -134,6 +156,7 @@ class HeartbeatWriter:
         return batch, stop
 
     def _commit(self, batch: list[_Pending]) -> None:
+        self._busy_since = time.monotonic()
         try:
             results = self._sink.record_heartbeats(
                 [p.write for p in batch], min_interval_seconds=self._min_interval
@@ -145,6 +168,8 @@ class HeartbeatWriter:
             log.exception("heartbeat batch of %d failed", len(batch))
             self._fail(batch, StorageUnavailable("unexpected storage failure"))
             return
+        finally:
+            self._busy_since = None
         for pending, result in zip(batch, results, strict=True):
             pending.result = result
             pending.done.release()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -44,8 +45,12 @@ class RunningService:
         settings: Mapping[str, Any] | None = None,
         database: str | None = None,
         serve_args: Sequence[str] = (),
+        file_limit: int | None = None,
     ) -> None:
+        """`file_limit`: start the process with this soft limit on open files (as most
+        init systems start services with 1,024), to see what the service makes of it."""
         self.workdir = workdir
+        self.file_limit = file_limit
         self.serve_args = tuple(serve_args)
         self.database = database or f"sqlite:///{workdir / 'kiosks.db'}"
         self.env = {f"KIOSK_EXPORTER_{k.upper()}": str(v) for k, v in (settings or {}).items()}
@@ -75,6 +80,7 @@ class RunningService:
             stderr=subprocess.PIPE,
             text=True,
             env={**os.environ, **self.env},
+            preexec_fn=None if self.file_limit is None else self._limit_files,
         )
         found = threading.Event()
         threading.Thread(target=self._read_log, args=(found,), daemon=True).start()
@@ -85,6 +91,10 @@ class RunningService:
                 time.sleep(0.1)  # let the reader collect the last lines
                 raise RuntimeError("server did not start:\n" + "\n".join(self.log_lines))
         return self
+
+    def _limit_files(self) -> None:
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.file_limit, hard))
 
     def _read_log(self, found: threading.Event) -> None:
         assert self.process is not None and self.process.stderr is not None

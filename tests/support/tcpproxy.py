@@ -1,4 +1,4 @@
-"""A TCP proxy a test can cut, black-hole and restore: a database server 'going away'.
+"""A TCP proxy a test can cut, black-hole, freeze and restore: a database server 'going away'.
 
 The real server keeps running for everyone else (other tests, other suites on this machine);
 only the service under test loses it, the way a network or a failover loses it.
@@ -21,6 +21,8 @@ class TcpProxy:
         self._sockets: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._forwarding = True
+        self._thawed = threading.Event()
+        self._thawed.set()
 
     def start(self) -> TcpProxy:
         """Listen (again, on the same port after a cut) and forward."""
@@ -50,10 +52,17 @@ class TcpProxy:
         self._forwarding = False
         self._drop_all()
 
+    def freeze(self) -> None:
+        """Keep every connection open and accept new ones, but pass nothing on: a server
+        that hangs (a frozen disk, a stalled SAN). The proxy's kernel acknowledges what the
+        client sends, so no TCP timeout fires; only the client's own bounds end a wait."""
+        self._thawed.clear()
+
     def restore(self) -> None:
         if self._listener is None:
             self.start()
         self._forwarding = True
+        self._thawed.set()  # what a frozen connection held goes on now
 
     def _drop_all(self) -> None:
         with self._lock:
@@ -86,10 +95,10 @@ class TcpProxy:
         for source, sink in ((client, upstream), (upstream, client)):
             threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
 
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
+                self._thawed.wait()
                 sink.sendall(data)
         except OSError:
             pass
