@@ -20,9 +20,10 @@ from prometheus_client.registry import Collector
 from . import metrics as names
 from .clock import Clock
 from .config import Settings
-from .records import KioskRecord
+from .records import KioskRecord, Vitals
 from .status import KioskStatus, classify, heartbeat_age, is_outdated
 from .store import Store
+from .vitals import is_fresh
 
 Pairs = tuple[tuple[str, str], ...]
 
@@ -34,6 +35,9 @@ class Judged(NamedTuple):
     status: KioskStatus
     age_seconds: float | None
     outdated: bool | None  # None: no latest_app_version, or a version that cannot be compared
+    # The vitals snapshot while younger than the online threshold, else None: a dead
+    # tablet's last battery reading is not its battery now.
+    vitals: Vitals | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,62 @@ def _fleet_counts(snapshot: Snapshot) -> list[tuple[Pairs, float]]:
     return [((("status", s.value),), float(n)) for s, n in counts.items()]
 
 
+def _vital(field: str, divisor: float) -> Callable[[Judged], float | None]:
+    index = Vitals._fields.index(field)
+
+    def value(j: Judged) -> float | None:
+        reading = None if j.vitals is None else j.vitals[index]
+        return None if reading is None else reading / divisor
+
+    return value
+
+
+def _vitals_wanted(settings: Settings) -> bool:
+    return settings.metrics_vitals
+
+
+# Device vitals (issue 16), in base units; a value the fresh snapshot does not know has no
+# sample. (name, help, Vitals field, divisor to the base unit).
+_VITAL_GAUGES = (
+    (names.BATTERY_RATIO, "Battery charge, 0..1, as last reported.", "battery_percent", 100),
+    (names.BATTERY_CHARGING, "1 if the tablet is on power.", "battery_charging", 1),
+    (names.STORAGE_FREE, "Free bytes of the app data partition.", "storage_free_bytes", 1),
+    (names.STORAGE_SIZE, "Size in bytes of the app data partition.", "storage_total_bytes", 1),
+    (names.MEMORY_FREE, "Free (available) RAM in bytes.", "memory_free_bytes", 1),
+    (names.MEMORY_SIZE, "Total RAM in bytes.", "memory_total_bytes", 1),
+    (
+        names.BOOT_TIME,
+        "When the tablet booted (Unix s); changes only on a reboot, so changes() counts them.",
+        "boot_time",
+        1,
+    ),
+    (names.WIFI_SIGNAL, "Wi-Fi signal in dBm, when on Wi-Fi.", "wifi_signal_dbm", 1),
+    (
+        names.APP_IN_FOREGROUND,
+        "1 if the kiosk app is what the screen shows.",
+        "app_in_foreground",
+        1,
+    ),
+    (names.SCREEN_ON, "1 if the display is on.", "screen_on", 1),
+)
+
+
+def _vital_families() -> tuple[KioskFamily, ...]:
+    gauges = tuple(
+        KioskFamily(name, documentation, _vital(field, divisor), wanted=_vitals_wanted)
+        for name, documentation, field, divisor in _VITAL_GAUGES
+    )
+    network = KioskFamily(
+        names.NETWORK_INFO,
+        "The link the tablet uses; always 1.",
+        lambda j: None if j.vitals is None or j.vitals.network is None else 1.0,
+        kind="info",
+        details=lambda j: (("network", j.vitals.network if j.vitals else ""),),  # type: ignore[union-attr]
+        wanted=_vitals_wanted,
+    )
+    return (*gauges, network)
+
+
 FAMILIES: tuple[KioskFamily | FleetFamily, ...] = (
     KioskFamily(
         names.LAST_HEARTBEAT,
@@ -117,6 +177,7 @@ FAMILIES: tuple[KioskFamily | FleetFamily, ...] = (
         lambda j: None if j.outdated is None else 1.0 if j.outdated else 0.0,
         wanted=lambda settings: settings.latest_app_version is not None,
     ),
+    *_vital_families(),
 )
 
 
@@ -139,8 +200,9 @@ def judge_fleet(
             if version not in verdicts:
                 verdicts[version] = is_outdated(version, latest)
             outdated = verdicts[version]
+        fresh = kiosk.vitals if is_fresh(kiosk.vitals, now, threshold) else None
         judged.append(
-            Judged(kiosk, classify(kiosk.is_active, seconds, threshold), seconds, outdated)
+            Judged(kiosk, classify(kiosk.is_active, seconds, threshold), seconds, outdated, fresh)
         )
     return judged
 

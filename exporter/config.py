@@ -58,6 +58,8 @@ class Settings:
     # The status page under /ui/; off for operators who expose only the JSON API.
     ui_enabled: bool = True
     enrollment_code_ttl_seconds: float = 86400.0
+    # False leaves every device vital out of /metrics (11 series per kiosk at most).
+    metrics_vitals: bool = True
 
     @property
     def database_url(self) -> DatabaseUrl:

@@ -15,6 +15,9 @@ from pony.orm import Database, Optional, PrimaryKey, Required, Set, composite_ke
 from .config import DatabaseUrl
 from .fleetfile import LIMITS as KIOSK_TEXT_LIMITS
 from .payload import FIELD_LIMITS
+from .vitals import NETWORKS
+
+VITAL_TEXT_LIMIT = max(len(name) for name in NETWORKS) * 2
 
 _DRIVERS = {"postgres": ("psycopg2", "postgresql"), "mysql": ("pymysql", "mysql")}
 
@@ -48,6 +51,21 @@ def define_entities(db: Database) -> tuple[Any, Any, Any, Any]:
         # The pending enrollment code (one per kiosk, as a hash) and when it stops working.
         enrollment_code_hash = Optional(str, 64, unique=True, nullable=True)
         enrollment_expires_at = Optional(datetime, precision=6, nullable=True)
+        # The latest vitals snapshot (migration 0005); the heartbeat batch UPDATE writes it.
+        vitals_reported_at = Optional(datetime, precision=6, nullable=True)
+        battery_percent = Optional(float, nullable=True)
+        battery_charging = Optional(bool, nullable=True)
+        storage_free_bytes = Optional(int, size=64, nullable=True)
+        storage_total_bytes = Optional(int, size=64, nullable=True)
+        memory_free_bytes = Optional(int, size=64, nullable=True)
+        memory_total_bytes = Optional(int, size=64, nullable=True)
+        uptime_seconds = Optional(float, nullable=True)
+        network = Optional(str, VITAL_TEXT_LIMIT, nullable=True)
+        wifi_signal_dbm = Optional(int, nullable=True)
+        app_in_foreground = Optional(bool, nullable=True)
+        screen_on = Optional(bool, nullable=True)
+        # Kept apart from the snapshot: Unix seconds, compared arithmetically in SQL.
+        boot_time = Optional(float, nullable=True)
 
     class Token(db.Entity):  # type: ignore[misc]
         _table_ = "backoffice_tokens"

@@ -34,6 +34,7 @@ from .clock import format_utc, parse_utc
 from .errors import InvalidHeartbeat, InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from .records import KioskRecord
 from .status import KioskState
+from .vitals import vitals_document
 
 MAX_BODY_BYTES = 16 * 1024
 FIELD_LIMITS = {"app_version": 64, "device_info": 256}
@@ -188,6 +189,7 @@ def status_document(kiosk: KioskRecord, state: KioskState) -> dict[str, Any]:
         "is_online": state.is_online,
         "offline_duration_seconds": state.offline_duration_seconds,
         "status": state.status.value,
+        "vitals": vitals_document(kiosk.vitals),
     }
 
 

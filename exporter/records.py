@@ -21,6 +21,29 @@ class KioskRecord(NamedTuple):
     app_version: str | None
     device_info: str | None
     key_prefix: str
+    # The latest vitals snapshot, None when the kiosk never sent one (see vitals.py).
+    vitals: Vitals | None = None
+
+
+class Vitals(NamedTuple):
+    """One heartbeat's device vitals (None = not known in that snapshot), the time the
+    service received them, and the boot time, which the store keeps apart from the
+    snapshot (a heartbeat without uptime leaves it as it was). A NamedTuple for the same
+    reason as KioskRecord: a scrape builds one per kiosk."""
+
+    reported_at: datetime
+    battery_percent: float | None = None
+    battery_charging: bool | None = None
+    storage_free_bytes: int | None = None
+    storage_total_bytes: int | None = None
+    memory_free_bytes: int | None = None
+    memory_total_bytes: int | None = None
+    uptime_seconds: float | None = None
+    network: str | None = None
+    wifi_signal_dbm: int | None = None
+    app_in_foreground: bool | None = None
+    screen_on: bool | None = None
+    boot_time: float | None = None  # Unix seconds: received time - uptime
 
 
 @dataclass(frozen=True)
@@ -44,6 +67,8 @@ class HeartbeatWrite:
     received_at: datetime
     app_version: str | None
     device_info: str | None
+    # A snapshot replaces the stored one; None keeps it (a heartbeat without any vital).
+    vitals: Vitals | None = None
 
 
 class Outcome(str, Enum):

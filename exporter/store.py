@@ -18,30 +18,44 @@ from .config import DatabaseUrl, parse_database_url
 from .errors import DuplicateName, KioskNotFound, StorageUnavailable, TokenNotFound
 from .gate import CallsInFlight
 from .models import Schema, open_database
-from .records import HeartbeatResult, HeartbeatWrite, KioskRecord, Outcome, TokenRecord
+from .records import (
+    HeartbeatResult,
+    HeartbeatWrite,
+    KioskRecord,
+    Outcome,
+    TokenRecord,
+    Vitals,
+)
 from .storebase import INTEGRITY_ERRORS as _INTEGRITY_ERRORS
 from .storebase import SqliteFile
 from .storebase import session as _session
 from .storebase import storage_errors as _storage_errors
+from .vitals import BOOT_TIME_TOLERANCE_SECONDS, VITAL_FIELDS
 
 log = logging.getLogger(__name__)
 
 # Writing last_used_at on every back-office call would turn reads into writes.
 TOKEN_TOUCH_INTERVAL = timedelta(seconds=60)
 
+_VITAL_COLUMNS = ("vitals_reported_at", *VITAL_FIELDS)
 _KIOSK_COLUMNS = (
     "id, kiosk_name, location, is_active, created_at, last_heartbeat_at, "
-    "app_version, device_info, key_prefix"
+    f"app_version, device_info, key_prefix, {', '.join(_VITAL_COLUMNS)}, boot_time"
+)
+_BOOLEAN_VITALS = tuple(
+    Vitals._fields.index(name) for name in ("battery_charging", "app_in_foreground", "screen_on")
 )
 
 
-@functools.lru_cache(maxsize=64)
-def _batch_update_sql(size: int, mark: str) -> str:
+@functools.lru_cache(maxsize=512)
+def _batch_update_sql(size: int, mark: str, with_vitals: int = 0) -> str:
     """One UPDATE for a whole batch of heartbeats (distinct kiosks), in portable SQL with
     the driver's positional placeholder `mark`; _batch_update_args() orders the values.
 
     Each row's own conditions (key hash, activity, rate limit) sit in the WHERE clause, so
     the statement itself refuses what it must: nothing cached outside can grant a write.
+    The first `with_vitals` rows carry a vitals snapshot: it replaces the stored one in the
+    same statement, and the boot time follows vitals.BOOT_TIME_TOLERANCE_SECONDS.
     """
     rows = range(size)
     m = mark
@@ -52,13 +66,31 @@ def _batch_update_sql(size: int, mark: str) -> str:
         "UPDATE kiosks SET "
         f"last_heartbeat_at = CASE id {' '.join(f'WHEN {m} THEN {m}' for _ in rows)} END, "
         f"app_version = CASE id {keep.format('app_version')} END, "
-        f"device_info = CASE id {keep.format('device_info')} END "
+        f"device_info = CASE id {keep.format('device_info')} END"
+        f"{_vitals_sql(with_vitals, m)} "
         f"WHERE is_active = {m} AND ({guards})"
     )
 
 
-def _batch_update_args(rows: Sequence[tuple[Any, ...]]) -> list[Any]:
-    """Values for _batch_update_sql, from (id, time, version, device, hash, not_after) rows."""
+def _vitals_sql(size: int, m: str) -> str:
+    if not size:
+        return ""
+    rows = range(size)
+    replace = " ".join(f"WHEN {m} THEN {m}" for _ in rows)
+    moved = (
+        f"boot_time IS NULL OR abs(coalesce({m}, boot_time) - boot_time) > "
+        f"{BOOT_TIME_TOLERANCE_SECONDS}"
+    )
+    boot = " ".join(f"WHEN {m} THEN CASE WHEN {moved} THEN {m} ELSE boot_time END" for _ in rows)
+    columns = "".join(
+        f", {column} = CASE id {replace} ELSE {column} END" for column in _VITAL_COLUMNS
+    )
+    return f"{columns}, boot_time = CASE id {boot} ELSE boot_time END"
+
+
+def _batch_update_args(rows: Sequence[tuple[Any, ...]], snapshots: Sequence[Vitals]) -> list[Any]:
+    """Values for _batch_update_sql, from (id, time, version, device, hash, not_after) rows
+    whose first len(snapshots) rows carry those (time-converted) snapshots."""
     args: list[Any] = []
     for kiosk_id, at, _, _, _, _ in rows:
         args += (kiosk_id, at)
@@ -66,6 +98,11 @@ def _batch_update_args(rows: Sequence[tuple[Any, ...]]) -> list[Any]:
         args += (kiosk_id, version)
     for kiosk_id, _, _, device, _, _ in rows:
         args += (kiosk_id, device)
+    for column in range(len(_VITAL_COLUMNS)):
+        for row, snapshot in zip(rows, snapshots, strict=False):
+            args += (row[0], snapshot[column])
+    for row, snapshot in zip(rows, snapshots, strict=False):
+        args += (row[0], snapshot.boot_time, snapshot.boot_time)
     args.append(True)
     for kiosk_id, _, _, _, key_hash, not_after in rows:
         args += (kiosk_id, key_hash, not_after)
@@ -126,13 +163,24 @@ class Store(ManagementStore):
         return self._db.select(sql, params or {})  # type: ignore[no-any-return]
 
     def _kiosks(self, where: str = "", params: dict[str, Any] | None = None) -> list[KioskRecord]:
-        from_db = self._from_db
-        return [
-            KioskRecord(i, n, loc, bool(act), from_db(cr), from_db(hb), ver, dev, pre)  # type: ignore[arg-type]
-            for i, n, loc, act, cr, hb, ver, dev, pre in self._rows(
-                f"SELECT {_KIOSK_COLUMNS} FROM kiosks {where} ORDER BY id", params
+        from_db, vitals = self._from_db, self._vitals
+        records = []
+        for row in self._rows(f"SELECT {_KIOSK_COLUMNS} FROM kiosks {where} ORDER BY id", params):
+            i, n, loc, act, cr, hb, ver, dev, pre = row[:9]
+            snapshot = None if row[9] is None else vitals(row)
+            records.append(
+                KioskRecord(i, n, loc, bool(act), from_db(cr), from_db(hb), ver, dev, pre, snapshot)  # type: ignore[arg-type]
             )
-        ]
+        return records
+
+    def _vitals(self, row: Sequence[Any]) -> Vitals:
+        """The snapshot part of a kiosk row (after its 9 first columns)."""
+        values = list(row[9:])
+        values[0] = self._from_db(values[0])
+        for n in _BOOLEAN_VITALS:  # SQLite and MySQL answer 0/1
+            if values[n] is not None:
+                values[n] = bool(values[n])
+        return Vitals(*values)
 
     def _token_from_entity(self, token: Any) -> TokenRecord:
         return TokenRecord(
@@ -330,6 +378,12 @@ class Store(ManagementStore):
         writer thread's time with batches of 16. The provider's execute() still maps
         driver errors to Pony's (and so to 503s)."""
         to_db = self._to_db
+        # Writes with a snapshot first: the statement sets vitals for its first rows only,
+        # so a batch without any (most heartbeats) runs the same statement as before.
+        writes = sorted(writes, key=lambda w: w.vitals is None)
+        snapshots = [
+            w.vitals._replace(reported_at=to_db(w.vitals.reported_at)) for w in writes if w.vitals
+        ]
         rows = [
             (
                 w.kiosk_id,
@@ -341,9 +395,9 @@ class Store(ManagementStore):
             )
             for w in writes
         ]
-        sql = _batch_update_sql(len(rows), self._mark)
+        sql = _batch_update_sql(len(rows), self._mark, len(snapshots))
         cursor = self._db.get_connection().cursor()
-        self._db.provider.execute(cursor, sql, tuple(_batch_update_args(rows)))
+        self._db.provider.execute(cursor, sql, tuple(_batch_update_args(rows, snapshots)))
         return int(cursor.rowcount)
 
     @_storage_errors

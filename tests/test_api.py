@@ -63,6 +63,7 @@ def test_status_is_online_after_a_heartbeat(client, add_kiosk, clock):
         "is_online": True,
         "offline_duration_seconds": None,
         "status": "online",
+        "vitals": {},
     }
 
 
