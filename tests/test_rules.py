@@ -28,6 +28,11 @@ PUBLIC_ALERTS = {
     ("KioskFleetAvailabilityLow", "critical"),
     ("KioskAppVersionOutdated", "warning"),
     ("KioskExporterDown", "critical"),
+    ("KioskBatteryLow", "warning"),
+    ("KioskBatteryCritical", "critical"),
+    ("KioskStorageLow", "warning"),
+    ("KioskRebootLoop", "warning"),
+    ("KioskAppNotInForeground", "warning"),
 }
 PUBLIC_RECORDS = {"kiosk:fleet_availability:ratio", "location:kiosk_availability:ratio"}
 # Thresholds that already are durations (or a debounced state): a `for:` would only delay.
@@ -174,7 +179,7 @@ MUTATIONS = {
     "deactivated kiosks page": (
         r"last_over_time\(kiosk_active\[5m\]\) == 1",
         "kiosk_active >= 0",
-        "kiosk_offline",
+        "kiosk_offline vitals",
     ),
     "90% boundary": (r"< 0\.9\b", "<= 0.9", "fleet_availability"),
     "50% boundary": (r"< 0\.5\b", "<= 0.5", "fleet_availability"),
@@ -186,6 +191,29 @@ MUTATIONS = {
     ),
     "outdated for": (r"for: 1h", "for: 50m", "app_version"),
     "exporter down for": (r"for: 2m", "for: 1m", "exporter_down"),
+    "battery 20% boundary": (
+        r"battery_ratio\[5m\]\) < 0\.2\b",
+        "battery_ratio[5m]) < 0.21",
+        "vitals",
+    ),
+    "battery low for": (r"for: 10m", "for: 9m", "vitals"),
+    "battery 5% boundary": (r"< 0\.05\b", "< 0.051", "vitals"),
+    "charging kiosks page": (
+        r"unless on \(job, instance, kiosk_id\)\n\s*"
+        r"last_over_time\(kiosk_battery_charging\[5m\]\) == 1\n\s*",
+        "",
+        "vitals",
+    ),
+    "kiosks not expected online page": (
+        r"\s*unless on \(job, instance, kiosk_id\) "
+        r"last_over_time\(kiosk_expected_online\[5m\]\) == 0",
+        "",
+        "vitals",
+    ),
+    "storage 10% boundary": (r"< 0\.1\b", "<= 0.1", "vitals"),
+    "three reboots": (r">= 3\b", ">= 4", "vitals"),
+    "app in foreground for": (r"for: 5m", "for: 4m", "vitals"),
+    "battery of an offline kiosk": (r"\[3d\]", "[5m]", "vitals"),
 }
 
 
@@ -262,6 +290,7 @@ def test_inhibition_rules_suppress_what_the_issue_says() -> None:
     for source, suppressed in [
         ("NoKioskOnline", {"KioskOffline", "KioskFleetAvailabilityLow"}),
         ("KioskExporterDown", {"KioskOffline", "NoKioskOnline", "KioskAppVersionOutdated"}),
+        ("KioskBatteryCritical", {"KioskBatteryLow"}),
     ]:
         targets = [t for s, t, _ in inhibit if s == {"alertname": ("=", source)}]
         assert len(targets) == 1, source
