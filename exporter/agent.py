@@ -89,6 +89,8 @@ class AgentSettings:
     timeout_seconds: float = 5.0
     jitter: float = 0.1
     backoff_base_seconds: float = 1.0
+    # Device vitals: read at each heartbeat (storage of this folder); None sends none.
+    vitals_dir: Path | None = None
 
 
 # -- wire format --------------------------------------------------------------------------------
@@ -107,12 +109,17 @@ def clean_text(value: str, limit: int) -> str:
 
 
 def build_payload(
-    app_version: str | None, device_info: str | None, sent_at: datetime
-) -> dict[str, str]:
-    payload = {"sent_at": format_sent_at(sent_at)}
+    app_version: str | None,
+    device_info: str | None,
+    sent_at: datetime,
+    vitals: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The heartbeat body; `vitals` (see read_vitals) go as top-level fields."""
+    payload: dict[str, Any] = {"sent_at": format_sent_at(sent_at)}
     for name, value in (("app_version", app_version), ("device_info", device_info)):
         if value:
             payload[name] = clean_text(value, FIELD_LIMITS[name])
+    payload.update(vitals or {})
     return payload
 
 
@@ -196,7 +203,7 @@ class HeartbeatClient:
         self._lock = threading.Lock()
         self._connection: http.client.HTTPConnection | None = None
 
-    def send(self, payload: Mapping[str, str]) -> HeartbeatResult:
+    def send(self, payload: Mapping[str, Any]) -> HeartbeatResult:
         """POST once; network trouble comes back as a NETWORK_ERROR result, never raised."""
         connection = self._connect()
         try:
@@ -407,6 +414,122 @@ def _read_text(path: Path) -> str | None:
         return None
 
 
+# -- device vitals --------------------------------------------------------------------------------
+# Read without privileges from sysfs, procfs and statvfs; what cannot be read is left out (the
+# server treats a missing vital as unknown). A Linux kiosk cannot tell whether "the app" is on
+# screen or whether the display is on, so app_in_foreground and screen_on are never sent here.
+
+# power_supply status values meaning "on external power" (Not charging: plugged in, held).
+_ON_POWER = {"charging", "full", "not charging"}
+# Interface name prefixes of mobile-broadband links (ModemManager, qmi, ppp dial-up).
+_CELLULAR = ("wwan", "rmnet", "ppp", "usb", "ccmni")
+
+
+def read_vitals(root: Path = Path("/"), data_dir: Path | None = None) -> dict[str, Any]:
+    """The vitals this machine exposes: battery, storage of `data_dir`, memory, uptime,
+    network type and Wi-Fi signal. `root` is "/" except in tests (a fake sysfs/proc tree)."""
+    vitals: dict[str, Any] = {}
+    vitals.update(_battery(root / "sys/class/power_supply"))
+    if data_dir is not None:
+        vitals.update(_storage(data_dir))
+    vitals.update(_memory(root / "proc/meminfo"))
+    uptime = _read_text(root / "proc/uptime")
+    with contextlib.suppress(ValueError, IndexError):
+        vitals["uptime_seconds"] = max(0.0, float((uptime or "").split()[0]))
+    vitals.update(_network(root))
+    return vitals
+
+
+def _battery(supplies: Path) -> dict[str, Any]:
+    try:
+        entries = sorted(supplies.iterdir())
+    except OSError:
+        return {}
+    found: dict[str, Any] = {}
+    on_mains = False
+    for entry in entries:
+        kind = (_read_text(entry / "type") or "").strip().lower()
+        if kind == "battery" and "battery_percent" not in found:
+            with contextlib.suppress(ValueError):
+                capacity = float((_read_text(entry / "capacity") or "").strip())
+                if 0 <= capacity <= 100:
+                    found["battery_percent"] = capacity
+            status = (_read_text(entry / "status") or "").strip().lower()
+            if status == "discharging":
+                found["battery_charging"] = False
+            elif status in _ON_POWER:
+                found["battery_charging"] = True
+        elif kind in ("mains", "usb", "usb_c", "usb_pd"):
+            on_mains = on_mains or (_read_text(entry / "online") or "").strip() == "1"
+    if on_mains and "battery_percent" in found:
+        found["battery_charging"] = True
+    return found
+
+
+def _storage(data_dir: Path) -> dict[str, Any]:
+    try:
+        stats = os.statvfs(data_dir)
+    except OSError:
+        return {}
+    # f_bavail: what an unprivileged app can still write (root's reserve excluded).
+    return {
+        "storage_free_bytes": stats.f_bavail * stats.f_frsize,
+        "storage_total_bytes": stats.f_blocks * stats.f_frsize,
+    }
+
+
+def _memory(meminfo: Path) -> dict[str, Any]:
+    values = {}
+    for line in (_read_text(meminfo) or "").splitlines():
+        name, _, rest = line.partition(":")
+        parts = rest.split()
+        if parts and parts[0].isdigit():
+            values[name] = int(parts[0]) * 1024  # kB
+    found = {}
+    if "MemTotal" in values:
+        found["memory_total_bytes"] = values["MemTotal"]
+        free = values.get("MemAvailable", values.get("MemFree"))
+        if free is not None and free <= values["MemTotal"]:
+            found["memory_free_bytes"] = free
+    return found
+
+
+def _network(root: Path) -> dict[str, Any]:
+    """The link of the default route; the Wi-Fi level from /proc/net/wireless when on Wi-Fi."""
+    interface = None
+    for line in (_read_text(root / "proc/net/route") or "").splitlines()[1:]:
+        fields = line.split()
+        if len(fields) > 1 and fields[1] == "00000000":
+            interface = fields[0]
+            break
+    if interface is None:
+        return {}
+    wireless = _wireless_levels(root / "proc/net/wireless")
+    if interface in wireless or (root / "sys/class/net" / interface / "wireless").exists():
+        found: dict[str, Any] = {"network": "wifi"}
+        level = wireless.get(interface)
+        if level is not None and -127 <= level <= 0:
+            found["wifi_signal_dbm"] = level
+        return found
+    if interface.startswith(_CELLULAR):
+        return {"network": "cellular"}
+    kind = (_read_text(root / "sys/class/net" / interface / "type") or "").strip()
+    return {"network": "ethernet" if kind == "1" else "other"}
+
+
+def _wireless_levels(path: Path) -> dict[str, int | None]:
+    """Interface -> signal level in dBm (None when the driver reports none)."""
+    levels: dict[str, int | None] = {}
+    for line in (_read_text(path) or "").splitlines()[2:]:
+        name, _, rest = line.partition(":")
+        fields = rest.split()
+        level = None
+        with contextlib.suppress(ValueError, IndexError):
+            level = round(float(fields[2].rstrip(".")))
+        levels[name.strip()] = level
+    return levels
+
+
 # -- the agent ----------------------------------------------------------------------------------
 
 
@@ -471,7 +594,11 @@ class HeartbeatAgent:
 
     def beat(self) -> tuple[HeartbeatResult, float]:
         """One exchange, its one log line, and the delay before the next."""
-        payload = build_payload(self.settings.app_version, self.device_info, self._clock())
+        vitals = None
+        if self.settings.vitals_dir is not None:
+            # Read at each beat: a retried heartbeat carries the uptime of when it is sent.
+            vitals = read_vitals(data_dir=self.settings.vitals_dir)
+        payload = build_payload(self.settings.app_version, self.device_info, self._clock(), vitals)
         result = self._client.send(payload)
         delay = self._schedule.next_delay(result)
         if not (self._stopping.is_set() and result.outcome is Outcome.NETWORK_ERROR):
@@ -542,6 +669,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="first start: exchange this one-time enrollment code for the API key, written "
         "to --api-key-file (mode 0600); ignored once that file holds a key",
     )
+    parser.add_argument(
+        "--data-dir",
+        default=".",
+        help="folder whose partition is reported as storage (default: the working directory)",
+    )
+    parser.add_argument(
+        "--no-vitals",
+        action="store_true",
+        help="send no device vitals (battery, storage, memory, uptime, network)",
+    )
 
 
 def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> AgentSettings:
@@ -555,6 +692,7 @@ def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> 
         device_info=args.device_info,
         interval_seconds=args.interval,
         timeout_seconds=args.timeout,
+        vitals_dir=None if args.no_vitals else Path(args.data_dir),
     )
 
 
