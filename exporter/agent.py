@@ -547,8 +547,14 @@ class HeartbeatAgent:
         clock: Clock = utc_now,
         rand: Callable[[], float] = random.random,
         on_result: Callable[[HeartbeatResult, float], None] | None = None,
+        vitals: Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
         self.settings = settings
+        # Where each beat's vitals come from: this machine (vitals_dir), or the caller's.
+        self._vitals = vitals
+        if vitals is None and settings.vitals_dir is not None:
+            data_dir = settings.vitals_dir
+            self._vitals = lambda: read_vitals(data_dir=data_dir)
         self.device_info = settings.device_info or collect_device_info()
         self._clock = clock
         self._client = HeartbeatClient(
@@ -594,10 +600,8 @@ class HeartbeatAgent:
 
     def beat(self) -> tuple[HeartbeatResult, float]:
         """One exchange, its one log line, and the delay before the next."""
-        vitals = None
-        if self.settings.vitals_dir is not None:
-            # Read at each beat: a retried heartbeat carries the uptime of when it is sent.
-            vitals = read_vitals(data_dir=self.settings.vitals_dir)
+        # Read at each beat: a retried heartbeat carries the uptime of when it is sent.
+        vitals = self._vitals() if self._vitals is not None else None
         payload = build_payload(self.settings.app_version, self.device_info, self._clock(), vitals)
         result = self._client.send(payload)
         delay = self._schedule.next_delay(result)

@@ -22,7 +22,9 @@ from typing import TextIO
 
 from .agent import AgentSettings, HeartbeatAgent, utc_now
 from .config import Settings
+from .devices import Role, SimulatedDevice
 from .store import open_store
+from .vitals import snapshot
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,7 @@ def provision(database_url: str, now: datetime) -> tuple[list[DemoKiosk], str]:
                     received_at=now - SILENT_FOR,
                     app_version=APP_VERSION,
                     device_info=device,
+                    vitals=snapshot(SimulatedDevice(Role.HEALTHY).readings(0), now - SILENT_FOR),
                 )
         _, token = store.add_token("demo back office", now=now)
     finally:
@@ -121,6 +124,9 @@ def run(settings: Settings, serve: Serve, *, host: str, out: TextIO = sys.stdout
 
 
 def _agent(settings: Settings, kiosk: DemoKiosk) -> HeartbeatAgent:
+    """An agent whose tablet reports healthy vitals (charging, storage to spare, app on
+    screen): the demo shows the vitals without firing their alerts."""
+    device, started = SimulatedDevice(Role.HEALTHY), time.monotonic()
     return HeartbeatAgent(
         AgentSettings(
             url=base_url(settings),
@@ -128,7 +134,8 @@ def _agent(settings: Settings, kiosk: DemoKiosk) -> HeartbeatAgent:
             app_version=APP_VERSION,
             device_info=kiosk.device_info,
             interval_seconds=settings.heartbeat_interval_seconds,
-        )
+        ),
+        vitals=lambda: device.readings(time.monotonic() - started),
     )
 
 

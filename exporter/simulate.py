@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from .agent import HeartbeatClient, HeartbeatResult, Outcome, Schedule, build_payload, utc_now
 from .config import Settings
+from .devices import SCENARIO_ROLES, SimulatedDevice
 from .store import open_store
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,9 @@ class FleetPlan:
     outdated_version: str = "0.9.0"
     name_prefix: str = "Sim"
     seed: int | None = None
+    # "vitals": tablets send device vitals, each playing a role of devices.SCENARIO_ROLES.
+    scenario: str | None = None
+    speed: float = 1.0
 
 
 @dataclass
@@ -66,6 +70,7 @@ class Tablet:
     client: HeartbeatClient = field(repr=False)
     schedule: Schedule = field(repr=False)
     sent: int = 0
+    device: SimulatedDevice | None = None
 
     def describe(self) -> dict[str, object]:
         """What is printed for operators and tests: never the key."""
@@ -74,6 +79,7 @@ class Tablet:
             "name": self.name,
             "behaviour": self.behaviour.value,
             "app_version": self.app_version,
+            "vitals": self.device.role.value if self.device else None,
         }
 
 
@@ -129,11 +135,19 @@ def provision(
             device_info=rng.choice(DEVICES),
             client=HeartbeatClient(url, key, timeout_seconds=timeout),
             schedule=Schedule(interval, rand=rng.random),
+            device=_device(plan, n, rng),
         )
-        for (record, key), (behaviour, old) in zip(
-            created, assign_behaviours(plan, rng), strict=True
+        for n, ((record, key), (behaviour, old)) in enumerate(
+            zip(created, assign_behaviours(plan, rng), strict=True)
         )
     ]
+
+
+def _device(plan: FleetPlan, n: int, rng: random.Random) -> SimulatedDevice | None:
+    if plan.scenario != "vitals":
+        return None
+    role = SCENARIO_ROLES[n % len(SCENARIO_ROLES)]
+    return SimulatedDevice(role, plan.speed, random.Random(rng.random()))
 
 
 class Fleet:
@@ -194,12 +208,15 @@ class Fleet:
     def _beat(self, index: int) -> None:
         tablet = self.tablets[index]
         elapsed = time.monotonic() - self._started
-        if is_quiet(tablet.behaviour, tablet.sent, elapsed, self._flap_period):
+        device = tablet.device
+        off = device is not None and device.switched_off(elapsed)
+        if off or is_quiet(tablet.behaviour, tablet.sent, elapsed, self._flap_period):
             # Check again when the quiet phase may end (flapping) or an interval later.
             until_phase = self._flap_period - elapsed % self._flap_period
             self._reschedule(index, min(tablet.schedule.interval, until_phase + 0.01))
             return
-        payload = build_payload(tablet.app_version, tablet.device_info, utc_now())
+        vitals = device.readings(elapsed) if device is not None else None
+        payload = build_payload(tablet.app_version, tablet.device_info, utc_now(), vitals)
         result = tablet.client.send(payload)
         tablet.sent += result.outcome is Outcome.SENT
         with self._cond:
@@ -247,12 +264,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=int, default=16, help="parallel HTTP requests")
     parser.add_argument("--name-prefix", help="kiosk names PREFIX-00001... (default random)")
     parser.add_argument("--seed", type=int, help="for a reproducible assignment")
+    parser.add_argument(
+        "--scenario",
+        choices=("vitals",),
+        help="vitals: tablets send device vitals; in turn they unplug and drain, fill their "
+        "storage, reboot in a loop, leave the app, or stay healthy",
+    )
+    parser.add_argument(
+        "--speed",
+        type=float,
+        default=8.0,
+        help="drains and fills run this many times faster than real life (default 8)",
+    )
     parser.add_argument("--json", action="store_true", help="print the fleet as JSON")
 
 
 def plan_from_args(args: argparse.Namespace) -> FleetPlan:
-    if args.kiosks < 1 or args.interval < 1 or args.concurrency < 1:
-        raise ValueError("--kiosks, --interval and --concurrency must be at least 1")
+    if args.kiosks < 1 or args.interval < 1 or args.concurrency < 1 or args.speed < 1:
+        raise ValueError("--kiosks, --interval, --concurrency and --speed must be at least 1")
     return FleetPlan(
         kiosks=args.kiosks,
         silent_fraction=args.silent_fraction,
@@ -262,6 +291,8 @@ def plan_from_args(args: argparse.Namespace) -> FleetPlan:
         outdated_version=args.outdated_version,
         name_prefix=args.name_prefix or f"Sim-{secrets.token_hex(3)}",
         seed=args.seed,
+        scenario=args.scenario,
+        speed=args.speed,
     )
 
 
@@ -294,7 +325,8 @@ def _print_fleet(tablets: Sequence[Tablet], as_json: bool) -> None:
         print(json.dumps(rows, indent=2))
     else:
         for row in rows:
-            print(f"{row['id']}\t{row['name']}\t{row['behaviour']}\t{row['app_version']}")
+            vitals = f"\t{row['vitals']}" if row["vitals"] else ""
+            print(f"{row['id']}\t{row['name']}\t{row['behaviour']}\t{row['app_version']}{vitals}")
     sys.stdout.flush()
 
 

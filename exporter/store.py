@@ -409,14 +409,22 @@ class Store(ManagementStore):
         received_at: datetime,
         app_version: str | None = None,
         device_info: str | None = None,
+        vitals: Vitals | None = None,
     ) -> None:
-        """Set a heartbeat directly (seeding, demos, imports of history): no key, no rate limit."""
+        """Set a heartbeat directly (seeding, demos, imports of history): no key, no rate
+        limit; a vitals snapshot replaces the stored one, its boot time is taken as is."""
         kiosk = self._kiosk_entity(kiosk_id)
         kiosk.last_heartbeat_at = self._to_naive(received_at)
         if app_version is not None:
             kiosk.app_version = app_version
         if device_info is not None:
             kiosk.device_info = device_info
+        if vitals is not None:
+            kiosk.vitals_reported_at = self._to_naive(vitals.reported_at)
+            for name in VITAL_FIELDS:
+                setattr(kiosk, name, getattr(vitals, name))
+            if vitals.boot_time is not None:
+                kiosk.boot_time = vitals.boot_time
 
     # -- back-office tokens ------------------------------------------------------------------------
 

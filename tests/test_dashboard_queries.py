@@ -64,6 +64,25 @@ FLEET = (
     Kiosk("Retired", "Building B - Floor 1", 0, "1.0.0"),
 )
 LOCATIONS = {k.location for k in FLEET}
+# Device vitals the online tablets send: Entrance runs on battery, the others charge.
+VITALS = {
+    "Entrance": {
+        "battery_percent": 62.5,
+        "battery_charging": False,
+        "storage_free_bytes": 8 * 2**30,
+        "storage_total_bytes": 32 * 2**30,
+        "network": "wifi",
+        "wifi_signal_dbm": -61,
+        "app_in_foreground": True,
+    },
+    "Cafeteria": {
+        "battery_percent": 100,
+        "battery_charging": True,
+        "storage_free_bytes": 2**30,
+        "storage_total_bytes": 16 * 2**30,
+        "network": "ethernet",
+    },
+}
 
 
 @dataclass
@@ -144,6 +163,7 @@ class Tablets:
 
     def _run(self) -> None:
         versions = {k.name: k.app_version for k in FLEET}
+        started = time.monotonic()
         while not self._stop.is_set():
             sent_at = datetime.now(timezone.utc) - timedelta(seconds=0.3)
             for name, key in [*self._keys.items(), ("intruder", "not-a-key")]:
@@ -151,6 +171,8 @@ class Tablets:
                     "app_version": versions.get(name) or "1.0.0",
                     "device_info": "Android/13 - Lenovo Tab M10",
                     "sent_at": sent_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                    **VITALS.get(name, {}),
+                    "uptime_seconds": 7200 + time.monotonic() - started,
                 }
                 try:
                     reply = self._service.heartbeat(key, body)
@@ -424,6 +446,24 @@ def test_list_view_columns_hold_the_kiosks_facts(stack: Stack) -> None:
     assert set(by_name["D"]) == {"Floor2"}, "offline duration only for offline kiosks"
     outdated = {name: float(s["value"][1]) for name, s in by_name["E"].items()}
     assert outdated["Cafeteria"] == 1 and outdated["Entrance"] == 0
+
+
+def test_vitals_show_in_the_list_view_and_the_most_at_risk_panel(stack: Stack) -> None:
+    table = next(p for p in PANELS if p["title"] == "Kiosks")
+    rows = grafana_merge(run_panel(stack, table))
+    for transformation in table["transformations"][1:]:
+        rows = grafana_organize(rows, transformation["options"])
+    by_name = {row["Name"]: row for row in rows}
+    assert float(by_name["Entrance"]["Battery"]) == 0.625
+    assert float(by_name["Entrance"]["Storage free"]) == 0.25
+    assert float(by_name["Entrance"]["Wi-Fi signal"]) == -61
+    assert float(by_name["Entrance"]["Reboots (1h)"]) == 0
+    assert float(by_name["Cafeteria"]["Storage free"]) == 1 / 16
+    assert "Wi-Fi signal" not in by_name["Cafeteria"], "no signal off Wi-Fi"
+    assert "Battery" not in by_name["Floor2"], "no vitals from an offline kiosk"
+    risk = run_panel(stack, next(p for p in PANELS if p["title"] == "Kiosks most at risk"))
+    assert [s["metric"]["kiosk_name"] for s in risk["A"]] == ["Entrance"], "discharging only"
+    assert {s["metric"]["kiosk_name"] for s in risk["B"]} == {"Entrance", "Cafeteria"}
 
 
 def panel_samples(stack: Stack, title: str) -> list[dict[str, Any]]:
