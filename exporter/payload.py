@@ -34,7 +34,7 @@ from .clock import format_utc, parse_utc
 from .errors import InvalidHeartbeat, InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from .records import KioskRecord
 from .status import KioskState
-from .vitals import vitals_document
+from .vitals import VITAL_CHECKS, cross_check, vitals_document
 
 MAX_BODY_BYTES = 16 * 1024
 FIELD_LIMITS = {"app_version": 64, "device_info": 256}
@@ -69,10 +69,23 @@ def _sent_at(value: object) -> datetime | Reject:
         return Reject("out of range: the time in UTC falls outside years 1-9999")
 
 
+def _vital(check: Callable[[object], Any]) -> DiagnosticValidator:
+    """A device-vitals check (vitals.py raises ValueError with the reason) as a validator."""
+
+    def validate(value: object) -> Any:
+        try:
+            return check(value)
+        except ValueError as exc:
+            return Reject(str(exc))
+
+    return validate
+
+
 # The one declaration of the optional measurements a heartbeat may carry: name -> validator.
 DIAGNOSTIC_FIELDS: Mapping[str, DiagnosticValidator] = MappingProxyType(
     {
         "sent_at": _sent_at,
+        **{name: _vital(check) for name, check in VITAL_CHECKS.items()},
     }
 )
 _KNOWN_FIELDS = frozenset(FIELD_LIMITS) | frozenset(DIAGNOSTIC_FIELDS)
@@ -119,6 +132,9 @@ def parse_heartbeat(body: bytes) -> HeartbeatPayload:
             rejected[name] = checked.reason
         else:
             diagnostics[name] = checked
+    # Values valid alone that contradict each other (free above total, a Wi-Fi signal
+    # without Wi-Fi) are dropped the same way.
+    rejected.update(cross_check(diagnostics))
     return HeartbeatPayload(
         app_version=_text_field(document, "app_version"),
         device_info=_text_field(document, "device_info"),

@@ -39,6 +39,7 @@ from .readiness import ReadinessProbe
 from .records import HeartbeatWrite, KioskRecord, Outcome
 from .status import KioskState, KioskStatus, judge, retry_after_seconds
 from .store import Store
+from .vitals import snapshot
 from .writer import HeartbeatWriter
 
 log = logging.getLogger(__name__)
@@ -152,7 +153,12 @@ class KioskService:
         payload = parse_heartbeat(body)
         received_at = self.clock()
         write = HeartbeatWrite(
-            kiosk_id, key_hash, received_at, payload.app_version, payload.device_info
+            kiosk_id,
+            key_hash,
+            received_at,
+            payload.app_version,
+            payload.device_info,
+            snapshot(payload.diagnostics, received_at),
         )
         result = self.writer.submit(write)
         if result.outcome is Outcome.UNKNOWN_KEY:

@@ -259,3 +259,41 @@ def test_metrics_vitals_is_a_boolean_setting(environ, expected, tmp_path):
     assert load_settings(config).metrics_vitals is False
     with pytest.raises(ConfigError, match="metrics_vitals: 'maybe' is not true or false"):
         load_settings(environ={"KIOSK_EXPORTER_METRICS_VITALS": "maybe"})
+
+
+# -- over HTTP: vitals are diagnostic fields, never a 400 ----------------------------------------
+
+
+def test_a_heartbeat_carries_vitals_and_invalid_ones_are_named_not_refused(
+    client, add_kiosk, store
+):
+    kiosk_id, key = add_kiosk()
+    body = {
+        **FULL,
+        "battery_percent": 140,  # out of range
+        "memory_free_bytes": 5_000_000_000,  # above memory_total_bytes
+        "network": "ethernet",  # so the Wi-Fi signal does not count
+        "screen_on": None,  # not known
+    }
+    reply = client.simulate_post("/kiosk/heartbeat", json=body, headers={"X-Kiosk-API-Key": key})
+    assert reply.status_code == 200, reply.json
+    rejected = reply.json["rejected_fields"]
+    assert set(rejected) == {
+        "battery_percent",
+        "memory_free_bytes",
+        "memory_total_bytes",
+        "wifi_signal_dbm",
+    }
+    assert "between 0 and 100" in rejected["battery_percent"]
+    assert rejected["memory_free_bytes"] == "memory_free_bytes above memory_total_bytes"
+    stored = store.get_kiosk(kiosk_id).vitals
+    assert stored.battery_percent is None and stored.memory_total_bytes is None
+    assert stored.storage_free_bytes == FULL["storage_free_bytes"]
+    assert stored.network == "ethernet" and stored.wifi_signal_dbm is None
+    assert stored.screen_on is None and stored.app_in_foreground is True
+    registry = client.application.registry
+    for field in ("battery_percent", "memory_free_bytes", "wifi_signal_dbm"):
+        value = registry.get_sample_value(
+            "kiosk_exporter_heartbeat_rejected_fields_total", {"field": field}
+        )
+        assert value == 1, field
