@@ -78,7 +78,8 @@ def test_an_unplugged_kiosk_pages_battery_low_before_it_goes_offline(tmp_path):
                 # The dashboard's battery graph shows it falling.
                 (graph,) = [p for p in load_dashboard()["panels"] if p["title"] == "Battery"]
                 expr = interpolate(graph["targets"][0]["expr"])
-                trend = prometheus.query(f'deriv(({expr}){{kiosk_id="{kiosk_id}"}}[10s])')
+                expr = expr.replace("}", f', kiosk_id="{kiosk_id}"}}', 1)
+                trend = prometheus.query(f"deriv({expr}[10s])")
                 assert float(trend[0]["value"][1]) < 0, trend
                 # The others are healthy or page for their own reasons, never for the battery.
                 batteries = prometheus.query('ALERTS{alertname="KioskBatteryLow"}')
