@@ -21,6 +21,23 @@ from exporter.clock import utc_now  # noqa: E402
 from exporter.keys import hash_secret  # noqa: E402
 from exporter.records import HeartbeatWrite  # noqa: E402
 from exporter.store import open_store  # noqa: E402
+from exporter.vitals import snapshot  # noqa: E402
+
+# Every device vital set, as a tablet sending all it knows would (issue 16).
+FULL_VITALS = {
+    "battery_percent": 87.5,
+    "battery_charging": False,
+    "storage_free_bytes": 12_000_000_000,
+    "storage_total_bytes": 64_000_000_000,
+    "memory_free_bytes": 1_500_000_000,
+    "memory_total_bytes": 4_000_000_000,
+    "uptime_seconds": 3600.5,
+    "network": "wifi",
+    "wifi_signal_dbm": -61,
+    "app_in_foreground": True,
+    "screen_on": True,
+}
+PLAIN_BODY = {"app_version": "1.0.0", "device_info": "Android/11 - Samsung Galaxy Tab A8"}
 
 
 def free_port() -> int:
@@ -41,15 +58,23 @@ def fleet_database(backend: str, workdir: Path) -> Iterator[str]:
         yield url
 
 
-def provision(database: str, workdir: Path, kiosks: int, *, heartbeats: bool = False) -> Path:
-    """Create `kiosks` kiosks through the store (one transaction); write their keys to a file."""
+def provision(
+    database: str, workdir: Path, kiosks: int, *, heartbeats: bool = False, vitals: bool = False
+) -> Path:
+    """Create `kiosks` kiosks through the store (one transaction); write their keys to a file.
+    `vitals`: each heartbeat carries every device vital."""
     store = open_store(database, upgrade=True)
     created = store.import_kiosks([(f"kiosk-{n:06d}", f"Building {n % 40}") for n in range(kiosks)])
     if heartbeats:
         now = utc_now()
         writes = [
             HeartbeatWrite(
-                k.id, hash_secret(key), now, "1.0.0", "Android/11 - Samsung Galaxy Tab A8"
+                k.id,
+                hash_secret(key),
+                now,
+                "1.0.0",
+                "Android/11 - Samsung Galaxy Tab A8",
+                snapshot(FULL_VITALS, now) if vitals else None,
             )
             for k, key in created
         ]
@@ -179,11 +204,13 @@ def wrk(
     rate: int | None = None,
     latency_ms: float = 0.0,
     start: int = 0,
+    body: dict[str, object] | None = None,
 ) -> dict[str, float]:
     """Run wrk with the heartbeat script; returns its WRK_RESULT figures plus requests/s."""
     threads = 2
     env = {
         **os.environ,
+        "BODY": json.dumps(body or PLAIN_BODY),
         "KEYS_FILE": str(keys_file),
         "WRK_THREADS": str(threads),
         "CONNECTIONS": str(connections),

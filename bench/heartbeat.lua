@@ -2,7 +2,9 @@
 -- RATE (requests/s over all connections) paces the load with delay(); unset = saturate.
 -- wrk has no open-loop pacing: see LATENCY_MS below, and read the rate it reports.
 local keys, position, pause_ms = {}, 0, 0
-local body = '{"app_version":"1.0.0","device_info":"Android/11 - Samsung Galaxy Tab A8"}'
+-- BODY: the JSON body of every heartbeat (bench/common.py passes one with device vitals).
+local body = os.getenv("BODY") or
+  '{"app_version":"1.0.0","device_info":"Android/11 - Samsung Galaxy Tab A8"}'
 local threads = {}
 
 function setup(thread)

@@ -1,6 +1,7 @@
 """Heartbeat throughput and latency of the real server vs a hello-world Falcon app, one run.
 
     .venv/bin/python bench/heartbeats.py [--kiosks 10000 100000] [--seconds 15]
+    .venv/bin/python bench/heartbeats.py --vitals --kiosks 10000 --seconds 10 --rounds 3
 
 Every 200 is a committed heartbeat: the script checks the service's own counter of
 committed heartbeats against wrk's count of 2xx answers after each run.
@@ -9,12 +10,15 @@ committed heartbeats against wrk's count of 2xx answers after each run.
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from common import (
+    FULL_VITALS,
+    PLAIN_BODY,
     counter,
     fleet_database,
     paced_wrk,
@@ -112,6 +116,59 @@ def run_peer(keys_file_kiosks: int, args: argparse.Namespace) -> list[tuple[str,
         return rows
 
 
+def run_vitals(kiosks: int, args: argparse.Namespace) -> None:
+    """Saturated ingest with and without device vitals in the body, against the peer, in
+    interleaved rounds of one run. Each round runs peer, exporter without vitals, exporter
+    with every vital, peer again (each its body): the machine's load drifts by tens of
+    percent within a minute today, so each ratio uses the mean of its round's two peer runs."""
+    bodies = {"without vitals": PLAIN_BODY, "with every vital": {**PLAIN_BODY, **FULL_VITALS}}
+    with tempfile.TemporaryDirectory() as tmp, fleet_database(args.backend, Path(tmp)) as database:
+        workdir = Path(tmp)
+        keys_file = provision(database, workdir, kiosks, heartbeats=True)
+        exporter, peer = start_exporter(database, workdir, args.threads), start_hello(args.threads)
+
+        def saturate(server: object, body: dict) -> dict:
+            return wrk(
+                server.url, keys_file, seconds=args.seconds, connections=args.connections, body=body
+            )
+
+        ratios: dict[str, list[float]] = {name: [] for name in bodies}
+        try:
+            for body in bodies.values():  # warm-up: every key cached, both bodies seen
+                wrk(exporter.url, keys_file, seconds=3, connections=args.connections, body=body)
+            for round_ in range(1, args.rounds + 1):
+                peers = [saturate(peer, PLAIN_BODY)["rps"]]
+                ours = {}
+                for name, body in bodies.items():
+                    before = counter(exporter.url, "kiosk_exporter_heartbeats_total")
+                    ours[name] = result = saturate(exporter, body)
+                    committed = counter(exporter.url, "kiosk_exporter_heartbeats_total") - before
+                    if committed < result["requests"] - result["errors"]:
+                        raise SystemExit(f"{name}: a 2xx answer without a committed heartbeat")
+                peers.append(saturate(peer, bodies["with every vital"])["rps"])
+                reference = statistics.mean(peers)
+                line = []
+                for name, result in ours.items():
+                    ratios[name].append(result["rps"] / reference)
+                    line.append(
+                        f"{name} {result['rps']:.0f}/s (p99 {result['p99_us'] / 1000:.0f} ms) "
+                        f"{ratios[name][-1]:.2f} x"
+                    )
+                print(
+                    f"  round {round_}: peer {peers[0]:.0f}/{peers[1]:.0f}/s; " + "; ".join(line),
+                    flush=True,
+                )
+        finally:
+            exporter.stop()
+            peer.stop()
+    plain, full = (statistics.median(ratios[name]) for name in bodies)
+    print(
+        f"{args.backend} {kiosks} kiosks, saturated, median of {args.rounds} rounds "
+        f"(every 2xx committed): {plain:.2f} x the peer without vitals, {full:.2f} x with "
+        f"every vital ({(full / plain - 1) * 100:+.1f} %)"
+    )
+
+
 def report(rows: list[tuple[str, dict]]) -> None:
     print(
         f"\n{'run':<42} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} "
@@ -153,7 +210,17 @@ def main() -> None:
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "mysql"], default="sqlite")
     parser.add_argument("--replicas", type=int, default=1, help="service processes (server DBs)")
     parser.add_argument("--no-peer", action="store_true", help="skip the hello-world peer")
+    parser.add_argument(
+        "--vitals",
+        action="store_true",
+        help="instead: saturated ingest with and without device vitals vs the peer, interleaved",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of --vitals")
     args = parser.parse_args()
+    if args.vitals:
+        for kiosks in args.kiosks:
+            run_vitals(kiosks, args)
+        return
     rows = []
     for kiosks in args.kiosks:
         print(f"exporter on {args.backend} with {kiosks} kiosks", flush=True)

@@ -1,6 +1,7 @@
 """Scrape cost of /metrics at fleet sizes, and heartbeat latency while a scrape runs.
 
     .venv/bin/python bench/scrape.py [--kiosks 10000 100000]
+    .venv/bin/python bench/scrape.py --vitals --kiosks 100000
 
 Side by side in one run: the served page (our renderer) against prometheus_client's
 generate_latest() over the same FleetCollector, in-process on the same database.
@@ -50,6 +51,41 @@ def in_process(database: str) -> tuple[float, float]:
     generic = time.perf_counter() - started
     store.close()
     return ours, generic
+
+
+def vitals_cost(kiosks: int, args: argparse.Namespace) -> None:
+    """The same fleet's scrape with every device vital exported vs none, in one run: a fleet
+    without vitals, and one whose every kiosk sent all 11 (rendered with metrics_vitals on
+    and off), rendered in turns so the machine's load drifts evenly over the three."""
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        plain, full = f"sqlite:///{workdir / 'plain.db'}", f"sqlite:///{workdir / 'full.db'}"
+        (workdir / "plain").mkdir()
+        (workdir / "full").mkdir()
+        provision(plain, workdir / "plain", kiosks, heartbeats=True)
+        provision(full, workdir / "full", kiosks, heartbeats=True, vitals=True)
+        cases = {
+            "no vitals stored": (plain, True),
+            "every vital, metrics_vitals: false": (full, False),
+            "every vital exported": (full, True),
+        }
+        stores = {name: open_store(db) for name, (db, _) in cases.items()}
+        times: dict[str, list[float]] = {name: [] for name in cases}
+        sizes: dict[str, int] = {}
+        for _ in range(args.scrapes):
+            for name, (_, exported) in cases.items():
+                collector = FleetCollector(stores[name], Settings(metrics_vitals=exported), utc_now)
+                started = time.perf_counter()
+                page = render(TEXT, CollectorRegistry(), collector)
+                times[name].append(time.perf_counter() - started)
+                sizes[name] = len(page)
+        for store in stores.values():
+            store.close()
+    base = statistics.median(times["no vitals stored"])
+    print(f"{kiosks} kiosks on sqlite, /metrics rendered in-process, median of {args.scrapes}:")
+    for name in cases:
+        median = statistics.median(times[name])
+        print(f"  {name:<36} {median:.3f} s ({median / base:.2f} x), {sizes[name] / 1e6:.1f} MB")
 
 
 def heartbeat_p99_during_scrapes(url: str, keys: Path, seconds: int) -> tuple[float, float, int]:
@@ -109,9 +145,15 @@ def main() -> None:
     parser.add_argument("--scrapes", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "mysql"], default="sqlite")
+    parser.add_argument(
+        "--vitals", action="store_true", help="instead: the cost of exporting device vitals"
+    )
     args = parser.parse_args()
     for kiosks in args.kiosks:
-        run(kiosks, args)
+        if args.vitals:
+            vitals_cost(kiosks, args)
+        else:
+            run(kiosks, args)
 
 
 if __name__ == "__main__":
