@@ -18,25 +18,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from exporter.clock import utc_now  # noqa: E402
+from exporter.devices import Role, SimulatedDevice  # noqa: E402
 from exporter.keys import hash_secret  # noqa: E402
 from exporter.records import HeartbeatWrite  # noqa: E402
 from exporter.store import open_store  # noqa: E402
 from exporter.vitals import snapshot  # noqa: E402
 
-# Every device vital set, as a tablet sending all it knows would (issue 16).
-FULL_VITALS = {
-    "battery_percent": 87.5,
-    "battery_charging": False,
-    "storage_free_bytes": 12_000_000_000,
-    "storage_total_bytes": 64_000_000_000,
-    "memory_free_bytes": 1_500_000_000,
-    "memory_total_bytes": 4_000_000_000,
-    "uptime_seconds": 3600.5,
-    "network": "wifi",
-    "wifi_signal_dbm": -61,
-    "app_in_foreground": True,
-    "screen_on": True,
-}
+# Every device vital set, as a healthy simulated tablet sends them (issue 16).
+FULL_VITALS = SimulatedDevice(Role.HEALTHY).readings(0)
 PLAIN_BODY = {"app_version": "1.0.0", "device_info": "Android/11 - Samsung Galaxy Tab A8"}
 
 
