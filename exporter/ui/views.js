@@ -42,6 +42,22 @@ function versionText(doc) {
   return parts.filter(Boolean).join(" | ");
 }
 
+/** Battery and "app not on screen" from the kiosk's last vitals, when it sends them. */
+function vitalsNode(tr, doc) {
+  const vitals = doc.vitals || {};
+  const parts = [];
+  const battery = vitals.battery_percent;
+  if (typeof battery === "number") {
+    const charging = vitals.battery_charging === true ? ` ${tr.t("charging")}` : "";
+    parts.push(tr.t("battery", { p: tr.percent(Math.round(battery) / 100) }) + charging);
+  }
+  if (vitals.app_in_foreground === false) parts.push(`⚠ ${tr.t("appNotOnScreen")}`);
+  if (parts.length === 0) return null;
+  const low = typeof battery === "number" && battery < 20 && vitals.battery_charging !== true;
+  const warn = low || vitals.app_in_foreground === false;
+  return el("span", { className: warn ? "vitals attention" : "vitals", text: parts.join(" | ") });
+}
+
 export function kioskHref(entry, search) {
   return `/ui/kiosk/${encodeURIComponent(entry.id)}${search}`;
 }
@@ -56,6 +72,7 @@ export function listRow(tr, entry, tickers, search) {
     el("span", { className: "location", text: doc.location }),
     ticking(tickers, "ping", (now) => pingText(tr, entry, now)),
     el("span", { className: "version", text: versionText(doc) }),
+    vitalsNode(tr, doc),
   );
   if (entry.state === "offline" && entry.lastMs !== null) {
     link.append(
@@ -92,6 +109,7 @@ export function card(tr, entry, tickers, search) {
     ticking(tickers, "ping", (now) =>
       entry.lastMs === null ? tr.t("neverPinged") : tr.ago((now - entry.lastMs) / 1000),
     ),
+    vitalsNode(tr, doc),
   );
   if (offline) link.append(el("span", { className: "alert", text: `⚠ ${tr.t("alert")}` }));
   return el("li", {}, link);
