@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
 
 from tests.support.service import RunningService
 
@@ -20,9 +22,6 @@ WAIT = 20.0
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
     if not CHROMIUM.exists() or not CHROMEDRIVER.exists():
         pytest.fail("chromium and chromium-driver are missing: run scripts/install-tools")
     options = webdriver.ChromeOptions()
