@@ -3,48 +3,38 @@ list and card views, in the real Chromium against the real service."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
-from pathlib import Path
+from typing import Any
 
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 
+from tests.support.browser import require_chromium, start_chromium, wait_for
 from tests.support.service import RunningService
 
 pytestmark = pytest.mark.live
 
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 TOKEN_KEY = "kiosk-exporter-token"  # exporter/ui/api.js keeps the token under this name
-WAIT = 20.0
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    if not CHROMIUM.exists() or not CHROMEDRIVER.exists():
-        pytest.fail("chromium and chromium-driver are missing: run scripts/install-tools")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
-        options.add_argument(argument)
-    options.add_argument("--window-size=1280,900")
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+def browser() -> Iterator[Any]:
+    require_chromium()
+    driver = start_chromium()
     try:
         yield driver
     finally:
         driver.quit()
 
 
-def page_text(browser, url: str, expected: str) -> str:
+def page_text(browser: Any, url: str, expected: str) -> str:
+    """The page's text once `expected` is in it (the page renders after fetching JSON)."""
     browser.get(url)
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        text = browser.find_element("tag name", "body").text
-        if expected in text:
-            return str(text)
-        time.sleep(0.2)
-    raise AssertionError(f"{expected!r} never shown at {url}:\n{text}")
+
+    def shown() -> str | None:
+        text = str(browser.find_element("tag name", "body").text)
+        return text if expected in text else None
+
+    return str(wait_for(shown, timeout=20, what=f"{expected!r} at {url}"))
 
 
 def test_battery_and_app_not_on_screen_show_in_both_views(browser, tmp_path):
