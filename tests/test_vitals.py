@@ -238,6 +238,14 @@ def test_status_and_metrics_show_fresh_vitals_only(make_client, store, beat, clo
     assert document["vitals"]["battery_percent"] == 87.5  # the JSON says how old it is
 
 
+def test_a_snapshot_without_network_has_no_network_series(make_client, beat):
+    kiosk_id, send = beat
+    send(battery_percent=50)
+    parsed = samples(make_client().simulate_get("/metrics").text)
+    assert kiosk_value(parsed, "kiosk_battery_ratio", kiosk_id) == 0.5
+    assert not [key for key in parsed if key[0] == "kiosk_network_info"]
+
+
 def test_metrics_vitals_false_leaves_every_vital_out(make_client, beat):
     _, send = beat
     send(**FULL)
