@@ -33,6 +33,12 @@ def test_the_demo_shows_three_of_four_kiosks_online_and_cleans_up(sig):
     floor2 = next(k for k in kiosks if k["kiosk_name"] == "Kiosk-Floor2")
     assert 900 <= floor2["offline_duration_seconds"] < 960
     assert floor2["device_info"].startswith("Android/")
+    # Healthy vitals everywhere: on the charger, storage to spare, the app on screen.
+    for kiosk in kiosks:
+        vitals = kiosk["vitals"]
+        assert vitals["battery_charging"] and vitals["app_in_foreground"], kiosk
+        assert vitals["storage_free_bytes"] > vitals["storage_total_bytes"] / 2, kiosk
+    assert re.search(r'^kiosk_battery_ratio\{[^}]*"Kiosk-Exit"[^}]*\} 1\.0$', metrics, re.M)
     online = re.findall(r'^kiosk_online\{[^}]*kiosk_name="([^"]+)"[^}]*\} (\S+)$', metrics, re.M)
     assert {name: float(value) for name, value in online} == {
         "Kiosk-Entrance": 1.0,
