@@ -126,6 +126,8 @@ def _exercise(
     call("POST", "/kiosk/heartbeat", headers=kiosk, json_body={"app_version": "1.0.0"})
     call("POST", "/kiosk/heartbeat", headers=kiosk, json_body={})  # too soon: 429
     extra = {"battery_level": 87, "sent_at": "yesterday"}  # ignored and rejected fields
+    # Device vitals: the status objects below then carry a non-empty `vitals`.
+    extra |= {"battery_percent": 50.5, "network": "wifi", "wifi_signal_dbm": -60, "screen_on": True}
     call("POST", "/kiosk/heartbeat", headers={"X-Kiosk-API-Key": other}, json_body=extra)
     call("POST", "/kiosk/heartbeat", headers=kiosk, json_body={"app_version": 3})
     call("POST", "/kiosk/heartbeat", headers=kiosk, body=b"x" * 17_000)
