@@ -34,9 +34,13 @@ def _number(value: object) -> float:
     # JSON true is a Python int: a boolean is not a number here.
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError("must be a number")
-    if not math.isfinite(value):
+    try:
+        number = float(value)  # a JSON integer of 400 digits does not fit a float
+    except OverflowError:
+        raise ValueError("must be a finite number") from None
+    if not math.isfinite(number):
         raise ValueError("must be a finite number")
-    return float(value)
+    return number
 
 
 def _percent(value: object) -> float:

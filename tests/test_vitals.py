@@ -65,6 +65,9 @@ def test_a_value_in_range_is_kept(field, value):
         ("memory_total_bytes", False, "integer"),
         ("uptime_seconds", -0.5, ">= 0"),
         ("uptime_seconds", float("inf"), "finite"),
+        ("uptime_seconds", 10**400, "finite"),  # JSON integers have no size limit
+        ("battery_percent", -(10**400), "finite"),
+        ("network", ["wifi"], "one of"),
         ("network", "WiFi", "one of wifi, ethernet, cellular, other"),
         ("network", 3, "one of"),
         ("wifi_signal_dbm", 1, "-127 and 0"),
