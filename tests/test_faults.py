@@ -61,6 +61,24 @@ def assert_recovers(service: RunningService, ledger: faults.Ledger) -> None:
 # -- SQLite ------------------------------------------------------------------------------------
 
 
+def test_a_full_disk_is_503_until_space_returns(tmp_path: Path):
+    with faults.small_filesystem(tmp_path / "disk") as disk:
+        if disk is None:
+            pytest.skip("mounting a tmpfs is refused here (needs root or CAP_SYS_ADMIN)")
+        database = f"sqlite:///{disk / 'kiosks.db'}"
+        with RunningService(tmp_path, SETTINGS, database=database) as service:
+            ledger = faults.Ledger.create(service, 60)
+            assert ledger.send() == 200
+            # An empty WAL: the next commit must grow it, which the full disk refuses.
+            faults.checkpoint_sqlite(disk / "kiosks.db")
+            filler = faults.fill(disk)
+            statuses = [ledger.send() for _ in range(5)]
+            assert 200 not in statuses[1:], statuses  # one may fit in the last free page
+            assert_refused(service, ledger)
+            filler.unlink()
+            assert_recovers(service, ledger)
+
+
 @pytest.mark.parametrize("removal", ["moved away, then back", "deleted"])
 def test_a_removed_database_folder_is_503_with_one_log_line(tmp_path: Path, removal: str):
     folder, away = tmp_path / "data", tmp_path / "moved-away"

@@ -1,10 +1,12 @@
-"""Database faults a test can cause and undo (sessions killed, a held SQLite lock), and the
-ledger that proves no 200 was answered for a heartbeat that is not stored."""
+"""Database faults a test can cause and undo (sessions killed, a held SQLite lock, a full
+disk), and the ledger that proves no 200 was answered for a heartbeat that is not stored."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
+import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -67,6 +69,47 @@ def sqlite_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             locker.execute("ROLLBACK")
+
+
+@contextlib.contextmanager
+def small_filesystem(path: Path, size: str = "4m") -> Iterator[Path | None]:
+    """A tmpfs of `size` mounted at `path`; None where mounting is refused (not root, no
+    CAP_SYS_ADMIN in a container): the caller skips, saying so."""
+    path.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        yield None
+        return
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)
+
+
+def checkpoint_sqlite(path: Path) -> None:
+    """Move the WAL into the database file and truncate it to 0 bytes: the next commit
+    must grow the WAL again (a WAL reuses its space, so a full disk alone may not show)."""
+    with contextlib.closing(sqlite3.connect(str(path), timeout=10)) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def fill(directory: Path) -> Path:
+    """Write a file until the filesystem is full; removing it gives the space back."""
+    filler = directory / "filler"
+    descriptor = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        for block in (b"\0" * 65536, b"\0"):  # big blocks, then the last bytes one by one
+            with contextlib.suppress(OSError):
+                while os.write(descriptor, block):
+                    pass
+    finally:
+        os.close(descriptor)
+    return filler
 
 
 @dataclass
