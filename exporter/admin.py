@@ -10,6 +10,7 @@ import argparse
 import csv
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +22,26 @@ from .errors import InvalidInput
 from .fleetfile import parse_fleet_csv, parse_fleet_yaml
 from .management import CLI_ACTOR, KioskChanges, Management, Provisioned, clean_text
 from .records import KioskRecord, TokenRecord
+from .status import KioskStatus, judge
 from .store import Store, open_store
 
 
 def _store(settings: Settings) -> Store:
+    """Administrative commands never create a database: see schema.require_existing."""
+    schema.require_existing(settings.database_url)
     return open_store(settings.database_url, timeout_seconds=settings.database_timeout_seconds)
 
 
 def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def _report(args: argparse.Namespace, message: str, result: dict[str, Any]) -> None:
+    """A command whose result is a fact, not a table: JSON on stdout or one line on stderr."""
+    if getattr(args, "json", False):
+        _print_json(result)
+    else:
+        print(message, file=sys.stderr)
 
 
 # -- database schema ------------------------------------------------------------------------------
@@ -38,15 +50,22 @@ def _print_json(value: Any) -> None:
 def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     """stdout lists the migrations applied now: nothing when the schema was current."""
     url = settings.database_url
-    for migration_id in schema.upgrade(url, timeout_seconds=settings.database_timeout_seconds):
-        print(migration_id)
+    applied = schema.upgrade(url, timeout_seconds=settings.database_timeout_seconds)
     state = schema.status(url, timeout_seconds=settings.database_timeout_seconds)
+    if getattr(args, "json", False):
+        _print_json(
+            {"database": url.describe(), "applied_now": applied, "current": state.applied[-1]}
+        )
+        return 0
+    for migration_id in applied:
+        print(migration_id)
     print(f"{url.describe()}: schema at {state.applied[-1]}, up to date", file=sys.stderr)
     return 0
 
 
 def cmd_db_status(args: argparse.Namespace, settings: Settings) -> int:
     url = settings.database_url
+    schema.require_existing(url)
     state = schema.status(url, timeout_seconds=settings.database_timeout_seconds)
     if args.json:
         _print_json(
@@ -69,8 +88,11 @@ def cmd_db_status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_db_break_lock(args: argparse.Namespace, settings: Settings) -> int:
-    schema.break_lock(settings.database_url, timeout_seconds=settings.database_timeout_seconds)
-    print("migration lock removed", file=sys.stderr)
+    url = settings.database_url
+    schema.require_existing(url)
+    removed = schema.break_lock(url, timeout_seconds=settings.database_timeout_seconds)
+    message = "migration lock removed" if removed else "there was no migration lock"
+    _report(args, message, {"database": url.describe(), "lock_removed": removed})
     return 0
 
 
@@ -92,6 +114,16 @@ def kiosk_row(kiosk: KioskRecord) -> dict[str, Any]:
 
 def _management(settings: Settings) -> Management:
     return Management(_store(settings), settings, utc_now)
+
+
+def _kiosk_status(kiosk: KioskRecord, settings: Settings, now: Any) -> KioskStatus:
+    """The service's own rule (status.judge), with the same threshold as the API."""
+    return judge(
+        is_active=kiosk.is_active,
+        last_heartbeat_at=kiosk.last_heartbeat_at,
+        now=now,
+        online_threshold_seconds=settings.online_threshold_seconds,
+    ).status
 
 
 def cmd_kiosk_add(args: argparse.Namespace, settings: Settings) -> int:
@@ -131,7 +163,12 @@ def _print_created(
 
 
 def cmd_kiosk_list(args: argparse.Namespace, settings: Settings) -> int:
-    rows = [kiosk_row(k) for k in _store(settings).list_kiosks()]
+    now = utc_now()
+    rows = []
+    for kiosk in _store(settings).list_kiosks(location=args.location):
+        status = _kiosk_status(kiosk, settings, now)
+        if args.status is None or status.value in args.status:
+            rows.append({**kiosk_row(kiosk), "status": status.value})
     if args.json:
         _print_json(rows)
         return 0
@@ -139,9 +176,9 @@ def cmd_kiosk_list(args: argparse.Namespace, settings: Settings) -> int:
         "id",
         "name",
         "location",
-        "is_active",
-        "key_prefix",
+        "status",
         "last_heartbeat_at",
+        "key_prefix",
         "app_version",
     ]
     _print_table(columns, [[row[c] for c in columns] for row in rows])
@@ -203,27 +240,38 @@ def cmd_kiosk_enroll_code(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_kiosk_deactivate(args: argparse.Namespace, settings: Settings) -> int:
     _management(settings).set_active(CLI_ACTOR, args.id, False)
-    print(f"kiosk {args.id} deactivated", file=sys.stderr)
+    _report(args, f"kiosk {args.id} deactivated", {"id": args.id, "is_active": False})
     return 0
 
 
 def cmd_kiosk_activate(args: argparse.Namespace, settings: Settings) -> int:
     _management(settings).set_active(CLI_ACTOR, args.id, True)
-    print(f"kiosk {args.id} activated", file=sys.stderr)
+    _report(args, f"kiosk {args.id} activated", {"id": args.id, "is_active": True})
     return 0
 
 
 def cmd_kiosk_remove(args: argparse.Namespace, settings: Settings) -> int:
     management = _management(settings)
     kiosk = management.get(CLI_ACTOR, args.id)
-    if not args.yes:
-        answer = input(f"Remove kiosk {kiosk.id} {kiosk.name!r} ({kiosk.location})? [y/N] ")
-        if answer.strip().lower() not in ("y", "yes"):
-            print("not removed", file=sys.stderr)
-            return 1
+    if not args.yes and not confirm(
+        f"Remove kiosk {kiosk.id} {kiosk.name!r} ({kiosk.location})? [y/N] "
+    ):
+        print("not removed", file=sys.stderr)
+        return 1
     management.remove(CLI_ACTOR, args.id)
-    print(f"kiosk {args.id} removed", file=sys.stderr)
+    _report(args, f"kiosk {args.id} removed", {"id": args.id, "removed": True})
     return 0
+
+
+def confirm(question: str) -> bool:
+    """Ask on the terminal; without one (a script, a pipe) asking is a usage error."""
+    if not sys.stdin.isatty():
+        raise InvalidInput("--yes", "standard input is not a terminal: pass --yes to confirm")
+    try:
+        answer = input(question)
+    except EOFError:
+        answer = ""
+    return answer.strip().lower() in ("y", "yes")
 
 
 def cmd_kiosk_import(args: argparse.Namespace, settings: Settings) -> int:
@@ -275,7 +323,16 @@ def cmd_token_add(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_token_list(args: argparse.Namespace, settings: Settings) -> int:
-    rows = [token_row(t) for t in _store(settings).list_tokens()]
+    tokens = _store(settings).list_tokens()
+    rows = [token_row(t) for t in tokens]
+    live = Counter(t.name for t in tokens if not t.revoked)
+    for name in sorted(n for n, count in live.items() if count > 1):
+        ids = ", ".join(str(t.id) for t in tokens if t.name == name and not t.revoked)
+        print(
+            f"warning: tokens {ids} share the name {name!r} (created before names were "
+            "unique); revoke all but one and add replacements with distinct names",
+            file=sys.stderr,
+        )
     if args.json:
         _print_json(rows)
     else:
@@ -288,5 +345,5 @@ def cmd_token_list(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_token_revoke(args: argparse.Namespace, settings: Settings) -> int:
     _store(settings).revoke_token(args.id)
-    print(f"token {args.id} revoked", file=sys.stderr)
+    _report(args, f"token {args.id} revoked", {"id": args.id, "revoked": True})
     return 0

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from . import __version__
 from .access import Scope
 from .admin import (
     cmd_db_break_lock,
@@ -31,6 +32,7 @@ from .admin import (
 )
 from .config import Settings, load_settings
 from .errors import ConfigError, ExporterError, InvalidInput
+from .status import KioskStatus
 
 log = logging.getLogger("exporter")
 MMAP_THRESHOLD_BYTES = 1024 * 1024
@@ -43,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--config", default=argparse.SUPPRESS, help="YAML configuration file")
     common.add_argument("--database", default=argparse.SUPPRESS, help="database URL")
     parser = argparse.ArgumentParser(prog="kiosk-exporter", parents=[common], description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", parents=[common], help="run the HTTP service")
@@ -67,9 +70,25 @@ def build_parser() -> argparse.ArgumentParser:
         common,
         "create a kiosk and print its API key once",
         [("--name", {"required": True}), ("--location", {"required": True})],
-        json_output=True,
     )
-    _add(kiosk, "list", cmd_kiosk_list, common, "list kiosks", [], json_output=True)
+    _add(
+        kiosk,
+        "list",
+        cmd_kiosk_list,
+        common,
+        "list kiosks with their status and last heartbeat",
+        [
+            (
+                "--status",
+                {
+                    "action": "append",
+                    "choices": [s.value for s in KioskStatus],
+                    "help": "only kiosks with this status (repeat for several)",
+                },
+            ),
+            ("--location", {"help": "only kiosks at this location (exact match)"}),
+        ],
+    )
     _add(
         kiosk,
         "update",
@@ -77,7 +96,6 @@ def build_parser() -> argparse.ArgumentParser:
         common,
         "rename or move a kiosk (key and history stay)",
         [("id", {"type": int}), ("--name", {}), ("--location", {})],
-        json_output=True,
     )
     for action, handler, text in (
         ("rotate-key", cmd_kiosk_rotate, "issue a new API key; the old one stops working"),
@@ -90,15 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
             if action == "remove"
             else []
         )
-        _add(
-            kiosk,
-            action,
-            handler,
-            common,
-            text,
-            [("id", {"type": int}), *extra],
-            json_output=action == "rotate-key",
-        )
+        _add(kiosk, action, handler, common, text, [("id", {"type": int}), *extra])
     _add(
         kiosk,
         "enroll-code",
@@ -109,7 +119,6 @@ def build_parser() -> argparse.ArgumentParser:
             ("id", {"type": int}),
             ("--svg", {"metavar": "FILE", "help": "also write the QR code as an SVG file"}),
         ],
-        json_output=True,
     )
     _add(
         kiosk,
@@ -118,7 +127,6 @@ def build_parser() -> argparse.ArgumentParser:
         common,
         "create kiosks from a CSV or YAML file of name, location (all or nothing)",
         [("file", {"help": "CSV with a header row name,location, or YAML list; - for stdin"})],
-        json_output=True,
     )
 
     token = commands.add_parser("token", help="manage back-office tokens").add_subparsers(
@@ -149,9 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
                 },
             ),
         ],
-        json_output=True,
     )
-    _add(token, "list", cmd_token_list, common, "list tokens", [], json_output=True)
+    _add(token, "list", cmd_token_list, common, "list tokens", [])
     _add(token, "revoke", cmd_token_revoke, common, "revoke a token", [("id", {"type": int})])
     _add_db_commands(commands, common)
     _add_tablet_commands(commands, common)
@@ -162,12 +169,12 @@ def _add_db_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     db = commands.add_parser("db", help="database schema migrations").add_subparsers(
         dest="action", required=True, metavar="ACTION"
     )
-    for action, handler, text, json_output in (
-        ("upgrade", cmd_db_upgrade, "apply pending migrations (safe to repeat)", False),
-        ("status", cmd_db_status, "list applied and pending migrations", True),
-        ("break-lock", cmd_db_break_lock, "remove the lock of an upgrade that was killed", False),
+    for action, handler, text in (
+        ("upgrade", cmd_db_upgrade, "apply pending migrations (safe to repeat)"),
+        ("status", cmd_db_status, "list applied and pending migrations"),
+        ("break-lock", cmd_db_break_lock, "remove the lock of an upgrade that was killed"),
     ):
-        _add(db, action, handler, common, text, [], json_output=json_output)
+        _add(db, action, handler, common, text, [])
 
 
 def _add_tablet_commands(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -198,14 +205,12 @@ def _add(
     common: argparse.ArgumentParser,
     text: str,
     arguments: Sequence[tuple[str, dict[str, Any]]],
-    *,
-    json_output: bool = False,
 ) -> None:
+    """Every operator command takes --config, --database and --json (its result as JSON)."""
     sub = group.add_parser(name, parents=[common], help=text, description=text)
     for flag, options in arguments:
         sub.add_argument(flag, **options)
-    if json_output:
-        sub.add_argument("--json", action="store_true", help="print JSON")
+    sub.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     sub.set_defaults(handler=handler)
 
 
@@ -249,12 +254,15 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 # -- serve --------------------------------------------------------------------------------------
 
 
-def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_serve(
+    args: argparse.Namespace, settings: Settings, on_listening: Callable[[], None] | None = None
+) -> int:
+    """`on_listening` runs once the port is bound (the demo starts its agents then)."""
     if getattr(args, "upgrade", False):
         cmd_db_upgrade(args, settings)
     if settings.workers > 1:
         return _serve_workers(settings)
-    return _serve_process(settings, Listen())
+    return _serve_process(settings, Listen(on_listening=on_listening))
 
 
 @dataclass(frozen=True)
@@ -264,6 +272,7 @@ class Listen:
     sockets: tuple[Any, ...] = ()  # pre-bound by the supervisor of `--workers`
     metrics_dir: str | None = None  # prometheus_client's multiprocess directory
     worker: str = ""  # "worker 1/2", for the start-up line
+    on_listening: Callable[[], None] | None = None  # called once the sockets are bound
 
 
 def _serve_workers(settings: Settings) -> int:
@@ -340,6 +349,8 @@ def _serve(settings: Settings, access_log: Callable[[str], None], listen: Listen
         settings.online_threshold_seconds,
         f", {listen.worker}" if listen.worker else "",
     )
+    if listen.on_listening is not None:
+        listen.on_listening()
 
     def cleanup() -> None:
         # Every request received is answered by now (or the drain gave up): end the worker
@@ -370,7 +381,17 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from . import demo
 
-    return demo.run(settings, lambda demo_settings: cmd_serve(args, demo_settings), host=args.host)
+    if getattr(args, "database", None) is not None:
+        raise InvalidInput(
+            "--database",
+            "demo always runs on a temporary database deleted on exit; "
+            "to serve your own, use `serve --database ...`",
+        )
+    return demo.run(
+        settings,
+        lambda demo_settings, on_listening: cmd_serve(args, demo_settings, on_listening),
+        host=args.host,
+    )
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import yaml
 
@@ -29,13 +29,17 @@ class DatabaseUrl:
     params: Mapping[str, Any] = field(default_factory=dict)
 
     def describe(self) -> str:
-        """For logs and errors: never includes the password."""
+        """For logs and errors, in the form --database accepts; never with the password."""
         if self.provider == "sqlite":
-            return f"sqlite:{self.params['filename']}"
-        host = self.params.get("host", "localhost")
-        port = self.params.get("port", "")
-        name = self.params["database"]
-        return f"{self.provider}://{host}{':' if port else ''}{port}/{name}"
+            return f"sqlite:///{self.params['filename']}"  # absolute: sqlite:////abs/path.db
+        scheme = "postgresql" if self.provider == "postgres" else self.provider
+        user = self.params.get("user")
+        host = str(self.params.get("host", "localhost"))
+        host = f"[{host}]" if ":" in host else host  # an IPv6 address
+        port = self.params.get("port")
+        where = f"{host}:{port}" if port else host
+        credentials = f"{quote(str(user), safe='')}@" if user else ""
+        return f"{scheme}://{credentials}{where}/{self.params['database']}"
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,11 @@ def load_settings(
     path = path or environ.get(ENV_PREFIX + "CONFIG")
     if path:
         raw.update(_read_file(Path(path), problems))
+    for name in _SECRETS:
+        if name in raw and ENV_PREFIX + name.upper() + "_FILE" in environ:
+            problems.append(
+                f"{name}: set in {path} and in {ENV_PREFIX}{name.upper()}_FILE; keep one"
+            )
     raw.update(_from_environ(environ, problems))
     raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
     values = {}
@@ -124,23 +133,29 @@ def load_settings(
             values[name] = _coerce(name, value)
         except ValueError as exc:
             problems.append(f"{name}: {exc}")
-    if not problems:
-        settings = replace(Settings(), **values)
-        problems.extend(_cross_checks(settings))
+    # Cross-field checks run on the values that are valid, so one run lists every problem.
+    settings = replace(Settings(), **values)
+    problems.extend(_cross_checks(settings, invalid=set(raw) - set(values)))
     if problems:
         raise ConfigError(problems)
     return settings
 
 
-def _cross_checks(settings: Settings) -> list[str]:
+def _cross_checks(settings: Settings, invalid: set[str]) -> list[str]:
+    """Problems between two settings; a pair with an invalid member was reported already."""
     problems = []
-    if settings.online_threshold_seconds <= settings.heartbeat_interval_seconds:
+    interval = {"heartbeat_interval_seconds"}
+    if not ({"online_threshold_seconds"} | interval) & invalid and (
+        settings.online_threshold_seconds <= settings.heartbeat_interval_seconds
+    ):
         problems.append(
             f"online_threshold_seconds ({settings.online_threshold_seconds:g}) must be greater "
             f"than heartbeat_interval_seconds ({settings.heartbeat_interval_seconds}), "
             "or every kiosk flaps offline between two heartbeats"
         )
-    if settings.min_heartbeat_interval_seconds > settings.heartbeat_interval_seconds:
+    if not ({"min_heartbeat_interval_seconds"} | interval) & invalid and (
+        settings.min_heartbeat_interval_seconds > settings.heartbeat_interval_seconds
+    ):
         problems.append(
             f"min_heartbeat_interval_seconds ({settings.min_heartbeat_interval_seconds:g}) must "
             f"not exceed heartbeat_interval_seconds ({settings.heartbeat_interval_seconds}), "
@@ -213,11 +228,26 @@ def _from_environ(environ: Mapping[str, str], problems: list[str]) -> dict[str, 
     for name in _SECRETS:
         variable = ENV_PREFIX + name.upper() + "_FILE"
         if variable in ours:
-            try:
-                values[name] = Path(ours[variable]).read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                problems.append(f"{variable}: cannot read {ours[variable]} ({exc.strerror})")
+            if name in values:
+                problems.append(f"{variable}: {ENV_PREFIX}{name.upper()} is set too; keep one")
+            secret = _read_secret(variable, ours[variable], problems)
+            if secret is not None:
+                values[name] = secret
     return values
+
+
+def _read_secret(variable: str, path: str, problems: list[str]) -> str | None:
+    """An empty or unreadable secret file would leave the endpoint open without a word."""
+    try:
+        secret = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        problems.append(f"{variable}: cannot read {path} ({reason})")
+        return None
+    if not secret:
+        problems.append(f"{variable}: {path} is empty")
+        return None
+    return secret
 
 
 _MINIMUMS: dict[str, float] = {

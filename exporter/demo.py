@@ -7,13 +7,10 @@ and /metrics show 3 of 4 online, as in the original design's mock-up.
 
 from __future__ import annotations
 
-import http.client
 import logging
 import socket
 import sys
 import tempfile
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -38,9 +35,9 @@ DEMO_KIOSKS = (
 SILENT_KIOSK = "Kiosk-Floor2"
 SILENT_FOR = timedelta(minutes=15)
 APP_VERSION = "1.0.0"
-READY_TIMEOUT_SECONDS = 30.0
 
-Serve = Callable[[Settings], int]
+# serve(settings, on_listening): runs until a signal; calls on_listening once the port is bound.
+Serve = Callable[[Settings, Callable[[], None]], int]
 
 
 @dataclass(frozen=True)
@@ -85,6 +82,7 @@ def demo_settings(settings: Settings, directory: Path, host: str, port: int) -> 
         database=f"sqlite:///{directory / 'demo.db'}",
         host=host,
         port=port or free_port(host),
+        workers=1,  # one process: the demo's agents run beside the service it starts
     )
 
 
@@ -106,19 +104,19 @@ def run(settings: Settings, serve: Serve, *, host: str, out: TextIO = sys.stdout
         demo = demo_settings(settings, Path(directory), host, settings.port)
         kiosks, token = provision(demo.database, utc_now())
         agents = [_agent(demo, kiosk) for kiosk in kiosks if not kiosk.silent]
-        stopping = threading.Event()
-        threading.Thread(
-            target=_start_when_ready,
-            args=(demo, agents, stopping, lambda: print_banner(demo, kiosks, token, out)),
-            name="demo-start",
-            daemon=True,
-        ).start()
+
+        def start_agents() -> None:
+            # Only once our own socket is bound: on a busy port serve() fails before this,
+            # so no agent ever posts to whatever else listens there.
+            for agent in agents:
+                agent.start()
+            print_banner(demo, kiosks, token, out)
+
         try:
-            return serve(demo)
+            return serve(demo, start_agents)
         except KeyboardInterrupt:
             return 0
         finally:
-            stopping.set()
             for agent in agents:
                 agent.stop()
 
@@ -137,34 +135,6 @@ def _agent(settings: Settings, kiosk: DemoKiosk) -> HeartbeatAgent:
         ),
         vitals=lambda: device.readings(time.monotonic() - started),
     )
-
-
-def _start_when_ready(
-    settings: Settings,
-    agents: list[HeartbeatAgent],
-    stopping: threading.Event,
-    announce: Callable[[], None],
-) -> None:
-    """Agents start once /healthz answers, so their first heartbeat is not a refused one."""
-    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    while not _healthy(settings):
-        if stopping.wait(0.1) or time.monotonic() > deadline:
-            return
-    for agent in agents:
-        agent.start()
-    announce()
-
-
-def _healthy(settings: Settings) -> bool:
-    host, port = base_url(settings).removeprefix("http://").rsplit(":", 1)
-    connection = http.client.HTTPConnection(host, int(port), timeout=1)
-    try:
-        connection.request("GET", "/healthz")
-        return connection.getresponse().status == 200
-    except OSError:
-        return False
-    finally:
-        connection.close()
 
 
 def print_banner(settings: Settings, kiosks: list[DemoKiosk], token: str, out: TextIO) -> None:

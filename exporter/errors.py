@@ -59,9 +59,9 @@ class TokenNotFound(ExporterError):
 
 
 class DuplicateName(ExporterError):
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, kind: str = "kiosk") -> None:
         self.name = name
-        super().__init__(f"a kiosk named {name!r} already exists")
+        super().__init__(f"a {kind} named {name!r} already exists")
 
 
 class IdempotencyMismatch(ExporterError):
@@ -158,3 +158,15 @@ class SchemaBehind(ExporterError):
 
 class MigrationFailed(ExporterError):
     """A migration the database refused; the schema stays at the last applied version."""
+
+
+class DatabaseMissing(ExporterError):
+    """An administrative command on a SQLite file that does not exist: run from the wrong
+    folder, it would otherwise create an empty database and hand out keys nobody accepts."""
+
+    def __init__(self, database: str, command: str) -> None:
+        self.database = database
+        super().__init__(
+            f"no database at {database}; pass --database (or --config) to use the service's, "
+            f"or create it with `{command}`"
+        )

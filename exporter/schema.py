@@ -13,6 +13,7 @@ import math
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from yoyo import read_migrations
@@ -23,7 +24,7 @@ from yoyo.exceptions import LockTimeout
 from yoyo.migrations import MigrationList, default_migration_table
 
 from .config import DatabaseUrl
-from .errors import MigrationFailed, SchemaBehind, StorageUnavailable
+from .errors import DatabaseMissing, MigrationFailed, SchemaBehind, StorageUnavailable
 from .models import require_driver
 
 log = logging.getLogger(__name__)
@@ -141,10 +142,18 @@ def upgrade(
         return [migration.id for migration in pending]
 
 
-def break_lock(url: DatabaseUrl, *, timeout_seconds: float) -> None:
-    """Remove the lock row left by an upgrade that was killed mid-way."""
-    with connect(url, timeout_seconds=timeout_seconds) as backend:
-        backend.break_lock()
+def require_existing(url: DatabaseUrl) -> None:
+    """Only `serve`, `demo` and `db upgrade` may create a SQLite database; other commands
+    call this first. (A server database is created by its administrator, never by us.)"""
+    if url.provider == "sqlite" and not Path(url.params["filename"]).exists():
+        raise DatabaseMissing(url.describe(), f"{UPGRADE_COMMAND} --database {url.describe()}")
+
+
+def break_lock(url: DatabaseUrl, *, timeout_seconds: float) -> bool:
+    """Remove the lock row left by an upgrade that was killed mid-way; False if none was."""
+    with connect(url, timeout_seconds=timeout_seconds) as backend, backend.transaction():
+        cursor = backend.execute(f"DELETE FROM {backend.lock_table_quoted}")
+        return bool(cursor.rowcount and cursor.rowcount > 0)
 
 
 def require_current(

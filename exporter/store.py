@@ -445,7 +445,12 @@ class Store(ManagementStore):
         locations: Iterable[str] = (),
         now: datetime | None = None,
     ) -> tuple[TokenRecord, str]:
-        """A new token, limited to `locations` when any are given."""
+        """A new token, limited to `locations` when any are given. Names of live tokens are
+        unique, so `token list` says whose token is whose: checked here rather than by an
+        index, since databases from before may hold duplicates, which keep working (`token
+        list` warns about them)."""
+        if self._schema.Token.exists(name=name, revoked=False):
+            raise DuplicateName(name, "back-office token")
         secret = keys.generate_token()
         token = self._schema.Token(
             name=name,

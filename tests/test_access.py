@@ -19,6 +19,10 @@ from tests.support.service import RunningService
 
 @pytest.fixture
 def cli(database_url, capsys):
+    # Only serve, demo and db upgrade create a database: create it as an operator would.
+    assert main(["--database", database_url, "db", "upgrade"], {}) == 0
+    capsys.readouterr()
+
     def run(*args: str):
         code = main(["--database", database_url, *args], {})
         out, err = capsys.readouterr()

@@ -10,12 +10,15 @@ from exporter.cli import main
 from exporter.keys import hash_secret
 from exporter.store import open_store
 from tests.support import databases
-from tests.support.service import run_cli
+from tests.support.service import RunningService, run_cli
+from tests.support.terminal import on_a_terminal
 
 
 @pytest.fixture
 def cli(database_url, capsys):
-    """Run the CLI in-process; returns (exit code, stdout, stderr)."""
+    """Run the CLI in-process on a created database; returns (exit code, stdout, stderr)."""
+    assert main(["--database", database_url, "db", "upgrade"], {}) == 0
+    capsys.readouterr()
 
     def run(*args: str, environ=None):
         code = main(["--database", database_url, *args], environ or {})
@@ -41,7 +44,7 @@ def test_kiosk_add_prints_the_key_once_and_stores_only_its_hash(cli, database_ur
     assert json.loads(out)[0]["name"] == "Kiosk-Entrance"
 
 
-def test_options_go_before_or_after_the_subcommand(database_url, capsys):
+def test_options_go_before_or_after_the_subcommand(cli, database_url, capsys):
     assert (
         main(["kiosk", "add", "--name", "A", "--location", "L", "--database", database_url], {})
         == 0
@@ -50,7 +53,7 @@ def test_options_go_before_or_after_the_subcommand(database_url, capsys):
     assert "A" in capsys.readouterr().out
 
 
-def test_database_from_a_config_file(tmp_path, database_url, capsys):
+def test_database_from_a_config_file(cli, tmp_path, database_url, capsys):
     config = tmp_path / "exporter.yml"
     config.write_text(f"database: {database_url}\n")
     assert (
@@ -109,14 +112,22 @@ def test_rotate_deactivate_activate_remove_round_trip(cli, database_url):
     store.close()
 
 
-def test_remove_asks_first(database_url):
-    add = run_cli("kiosk", "add", "--name", "A", "--location", "L", database=database_url)
-    assert add.returncode == 0
-    refused = run_cli("kiosk", "remove", "1", database=database_url, input_text="n\n")
-    assert refused.returncode == 1
-    accepted = run_cli("kiosk", "remove", "1", database=database_url, input_text="y\n")
-    assert accepted.returncode == 0
-    assert json.loads(run_cli("kiosk", "list", "--json", database=database_url).stdout) == []
+def test_remove_asks_first_on_a_terminal(cli, database_url):
+    assert cli("kiosk", "add", "--name", "A", "--location", "L")[0] == 0
+    refused = on_a_terminal(["kiosk", "remove", "1"], database_url, answer="n")
+    assert refused.returncode == 1 and "Remove kiosk 1 'A' (L)?" in refused.output
+    assert on_a_terminal(["kiosk", "remove", "1"], database_url, answer="y").returncode == 0
+    assert json.loads(cli("kiosk", "list", "--json")[1]) == []
+
+
+def test_remove_without_yes_and_without_a_terminal_is_a_usage_error(cli, database_url):
+    assert cli("kiosk", "add", "--name", "A", "--location", "L")[0] == 0
+    piped = run_cli("kiosk", "remove", "1", database=database_url, input_text="y\n")
+    assert piped.returncode == 2
+    assert piped.stderr.strip().splitlines() == [
+        "kiosk-exporter: --yes: standard input is not a terminal: pass --yes to confirm"
+    ]
+    assert len(json.loads(cli("kiosk", "list", "--json")[1])) == 1
 
 
 def test_import_a_csv_fleet_prints_every_key_once(cli, tmp_path):
@@ -243,13 +254,12 @@ def test_a_csv_saved_by_excel_with_a_bom_imports(cli, tmp_path):
     assert cli("kiosk", "import", str(fleet))[0] == 0
 
 
-def test_a_new_sqlite_file_is_announced_so_a_mistyped_path_is_noticed(tmp_path):
-    database = f"sqlite:///{tmp_path / 'typo.db'}"
-    first = run_cli("kiosk", "list", database=database)
-    assert first.returncode == 0
-    assert "new empty database created at" in first.stderr
-    again = run_cli("kiosk", "list", database=database)
-    assert "new empty database" not in again.stderr
+def test_a_new_sqlite_file_created_by_serve_is_announced(tmp_path):
+    service = RunningService(tmp_path, database=f"sqlite:///{tmp_path / 'typo.db'}")
+    with service:
+        assert service.wait_until(
+            lambda: any("new empty database created at sqlite:///" in x for x in service.log_lines)
+        )
 
 
 def test_serve_on_a_port_already_taken_says_so_in_one_line(tmp_path):

@@ -201,3 +201,73 @@ def test_a_kubernetes_service_named_kiosk_exporter_does_not_set_the_port():
         "KIOSK_EXPORTER_PORT_8000_TCP_PORT": "8000",
     }
     assert load_settings(None, environ).port == 8000
+
+
+def test_every_problem_is_listed_at_once_cross_field_ones_included():
+    with pytest.raises(ConfigError) as error:
+        load_settings(
+            None,
+            {
+                "KIOSK_EXPORTER_PORT": "eighty",
+                "KIOSK_EXPORTER_ONLINE_THRESHOLD_SECONDS": "30",
+                "KIOSK_EXPORTER_MIN_HEARTBEAT_INTERVAL_SECONDS": "120",
+            },
+        )
+    problems = error.value.problems
+    assert len(problems) == 3, problems
+    assert problems[0].startswith("port:")
+    assert "flaps" in problems[1] and "on schedule" in problems[2]
+
+
+def test_a_cross_field_check_on_an_invalid_value_is_not_reported_twice():
+    with pytest.raises(ConfigError) as error:
+        load_settings(None, {"KIOSK_EXPORTER_HEARTBEAT_INTERVAL_SECONDS": "soon"})
+    assert len(error.value.problems) == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [("", "is empty"), ("  \n", "is empty"), (None, "cannot read"), (b"\xff\xfe", "cannot read")],
+)
+def test_an_empty_or_unreadable_metrics_token_file_stops_start_up(tmp_path, content, expected):
+    secret = tmp_path / "token"
+    if isinstance(content, bytes):
+        secret.write_bytes(content)
+    elif content is not None:
+        secret.write_text(content)
+    with pytest.raises(ConfigError) as error:
+        load_settings(None, {"KIOSK_EXPORTER_METRICS_TOKEN_FILE": str(secret)})
+    assert f"KIOSK_EXPORTER_METRICS_TOKEN_FILE: {secret}" in str(error.value) or (
+        f"cannot read {secret}" in str(error.value)
+    )
+    assert expected in str(error.value)
+
+
+def test_the_metrics_token_and_its_file_together_are_an_error(tmp_path):
+    secret = tmp_path / "token"
+    secret.write_text("s3cret\n")
+    both = {
+        "KIOSK_EXPORTER_METRICS_TOKEN": "other",
+        "KIOSK_EXPORTER_METRICS_TOKEN_FILE": str(secret),
+    }
+    with pytest.raises(ConfigError, match="KIOSK_EXPORTER_METRICS_TOKEN is set too"):
+        load_settings(None, both)
+    config = write(tmp_path, "metrics_token: other\n")
+    with pytest.raises(ConfigError, match=r"metrics_token: set in .* and in"):
+        load_settings(config, {"KIOSK_EXPORTER_METRICS_TOKEN_FILE": str(secret)})
+
+
+def test_serve_with_an_empty_metrics_token_file_does_not_start(tmp_path):
+    from tests.support.service import run_cli
+
+    secret = tmp_path / "token"
+    secret.write_text("")
+    result = run_cli(
+        "serve",
+        "--port",
+        "0",
+        database=f"sqlite:///{tmp_path / 'k.db'}",
+        env={"KIOSK_EXPORTER_METRICS_TOKEN_FILE": str(secret)},
+    )
+    assert result.returncode == 2
+    assert f"KIOSK_EXPORTER_METRICS_TOKEN_FILE: {secret} is empty" in result.stderr

@@ -30,5 +30,5 @@ def test_an_unreachable_server_skips_locally_and_fails_in_ci(ci, outcome):
     result = run_with_postgresql_at(NOWHERE, ci)
     summary = result.stdout.strip().splitlines()[-1]
     assert f"1 {outcome}" in summary and "passed" not in summary, result.stdout
-    assert "postgresql server at postgres://127.0.0.1:9/test unreachable" in result.stdout
+    assert "postgresql server at postgresql://nobody@127.0.0.1:9/test unreachable" in result.stdout
     assert (result.returncode == 0) is (ci != "true")

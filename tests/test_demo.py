@@ -25,7 +25,7 @@ def test_the_demo_shows_three_of_four_kiosks_online_and_cleans_up(sig):
     with Command(["demo", "--port", "0"]) as command:
         url = command.stdout.wait_for(r"Service:\s+(http://\S+)", timeout=30).group(1)
         token = command.stdout.wait_for(r"Back-office token:\s+(\S+)").group(1)
-        database = command.stderr.wait_for(r"with sqlite:(\S+demo\.db)").group(1)
+        database = command.stderr.wait_for(r"with sqlite:///(/\S+demo\.db)").group(1)
         kiosks = _wait_for_all_status(url, token)
         metrics = request("GET", url + "/metrics").body.decode()
         assert command.stop(sig) == 0
