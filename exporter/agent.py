@@ -345,16 +345,21 @@ class Schedule:
             self.interval = min(max(result.next_interval, MIN_SERVER_INTERVAL), MAX_SERVER_INTERVAL)
         if result.outcome in RETRYABLE:
             self.failures = min(self.failures + 1, 32)
-            delay = min(self.interval, self.backoff_base * 2.0 ** (self.failures - 1))
+            backoff = min(self.interval, self.backoff_base * 2.0 ** (self.failures - 1))
             if result.retry_after is not None:
-                delay = min(self.interval, max(delay, result.retry_after))
+                return self._not_before(max(backoff, result.retry_after))
             # Only shorten: the cap is the interval, and a fleet must not retry in step.
-            return delay * (1 - self.jitter * self.rand())
+            return backoff * (1 - self.jitter * self.rand())
         self.failures = 0
         if result.outcome is Outcome.RATE_LIMITED and result.retry_after is not None:
-            # Never earlier than asked: lengthen slightly so synchronised tablets spread out.
-            return min(result.retry_after, MAX_RETRY_AFTER) * (1 + self.jitter * self.rand())
+            return self._not_before(result.retry_after)
         return self.interval * (1 + self.jitter * (2 * self.rand() - 1))
+
+    def _not_before(self, seconds: float) -> float:
+        """The server's Retry-After is honoured exactly: jitter only ever adds to it, so
+        tablets told to wait at once spread out after the time, never before it."""
+        wait = min(seconds, MAX_RETRY_AFTER)
+        return wait * (1 + self.jitter * self.rand())
 
 
 # -- device information -------------------------------------------------------------------------

@@ -62,6 +62,12 @@ from .writer import HeartbeatWriter, writer_wait_seconds
 log = logging.getLogger(__name__)
 access_logger = logging.getLogger("exporter.access")
 
+# Routes a browser-based kiosk may call from another origin (cors_allowed_origins): path ->
+# method. Back-office and metrics routes stay same-origin only.
+CORS_ROUTES = {"/kiosk/heartbeat": "POST", "/kiosk/status": "GET"}
+CORS_REQUEST_HEADERS = "Content-Type, X-Kiosk-API-Key"
+CORS_MAX_AGE_SECONDS = 600
+
 # Domain error -> (HTTP status, title). One table, so every endpoint answers alike.
 _ERROR_STATUS: dict[type[ExporterError], tuple[int, str]] = {
     UnknownKey: (401, "Missing or unknown X-Kiosk-API-Key"),
@@ -138,7 +144,12 @@ def create_app(
         store, writer, settings, clock, metrics, KeyDirectory(), probe, gate, stopping
     )
     fleet = fleet_page or LocalFleetPage(FleetCollector(store, settings, clock))
-    wsgi = falcon.App(middleware=[RequestObserver(metrics, access_log or access_logger.info)])
+    wsgi = falcon.App(
+        middleware=[
+            RequestObserver(metrics, access_log or access_logger.info),
+            CorsPolicy(settings.cors_allowed_origins, CORS_ROUTES),
+        ]
+    )
     wsgi.req_options.auto_parse_qs_csv = False
     wsgi.add_route("/kiosk/heartbeat", HeartbeatResource(service))
     wsgi.add_route("/kiosk/status", KioskStatusResource(service))
@@ -154,6 +165,7 @@ def create_app(
     wsgi.add_route("/openapi.json", OpenApiResource(openapi_document()))
     if settings.ui_enabled:
         statuspage.add_routes(wsgi)
+    wsgi.set_error_serializer(_serialize_http_error)
     wsgi.add_error_handler(ExporterError, _handle_domain_error)
     wsgi.add_error_handler(Exception, _handle_unexpected)
     writer.start()
@@ -218,6 +230,21 @@ def _handle_domain_error(
     resp.media = body
 
 
+def _serialize_http_error(
+    req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError
+) -> None:
+    """Falcon's own errors (no route, wrong method, bad header) in our error shape: JSON with
+    a description, whatever the client accepts."""
+    description = exc.description
+    if description is None and exc.status_code == 404:
+        description = f"nothing is served at {req.path}"
+    elif description is None and exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "")
+        description = f"{req.method} is not allowed on {req.path}; allowed: {allowed}"
+    resp.content_type = falcon.MEDIA_JSON
+    resp.media = {"title": exc.title, "description": description or exc.title}
+
+
 def _handle_unexpected(
     req: falcon.Request, resp: falcon.Response, exc: Exception, params: dict[str, Any]
 ) -> None:
@@ -247,3 +274,48 @@ class RequestObserver:
         # Method and path are the client's: escaped, so they cannot forge a line.
         request_line = printable(f"{req.method} {req.path}")
         self._access_log(f'{req.remote_addr} "{request_line}" {status} {seconds * 1000:.1f}ms')
+
+
+class CorsPolicy:
+    """Falcon middleware: lets browser-based kiosks (a web app, a PWA) on the configured
+    origins call the tablet routes. Preflights are answered only for those routes and their
+    one method; every other route gets no CORS header, so browsers keep blocking it."""
+
+    def __init__(self, origins: tuple[str, ...], routes: dict[str, str]) -> None:
+        self._origins = frozenset(origins)
+        self._routes = routes
+
+    def _allowed(self, req: falcon.Request, method: str) -> str | None:
+        """The Access-Control-Allow-Origin value for this request, or None."""
+        origin = req.get_header("Origin")
+        if not origin or self._routes.get(req.path) != method:
+            return None
+        if origin in self._origins:
+            return origin
+        return "*" if "*" in self._origins else None
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        requested = req.get_header("Access-Control-Request-Method")
+        if req.method != "OPTIONS" or requested is None:
+            return
+        allowed = self._allowed(req, requested)
+        resp.status = 204 if allowed else 403
+        resp.complete = True  # no responder: a preflight never reaches the resource
+        if allowed:
+            resp.set_header("Access-Control-Allow-Origin", allowed)
+            resp.set_header("Access-Control-Allow-Methods", requested)
+            resp.set_header("Access-Control-Allow-Headers", CORS_REQUEST_HEADERS)
+            resp.set_header("Access-Control-Max-Age", str(CORS_MAX_AGE_SECONDS))
+        resp.set_header("Vary", "Origin")
+
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: object, req_succeeded: bool
+    ) -> None:
+        if req.method == "OPTIONS" or req.path not in self._routes:
+            return
+        allowed = self._allowed(req, req.method)
+        if allowed:
+            resp.set_header("Access-Control-Allow-Origin", allowed)
+            # A web app must read Retry-After to honour a 429 or a 503.
+            resp.set_header("Access-Control-Expose-Headers", "Retry-After")
+        resp.append_header("Vary", "Origin")

@@ -64,6 +64,11 @@ class Settings:
     enrollment_code_ttl_seconds: float = 86400.0
     # False leaves every device vital out of /metrics (11 series per kiosk at most).
     metrics_vitals: bool = True
+    # Browser origins (https://kiosk-app.example) allowed to call the tablet endpoints.
+    cors_allowed_origins: tuple[str, ...] = ()
+    # The reverse proxy whose X-Forwarded-For waitress trusts for the client address.
+    trusted_proxy: str | None = None
+    trusted_proxy_count: int = 1
 
     @property
     def database_url(self) -> DatabaseUrl:
@@ -256,6 +261,7 @@ _MINIMUMS: dict[str, float] = {
     "workers": 1,
     "connection_limit": 1,
     "idle_connection_timeout_seconds": 1,
+    "trusted_proxy_count": 1,
     "shutdown_grace_seconds": 0,
     "online_threshold_seconds": 1,
     "heartbeat_interval_seconds": 1,
@@ -281,6 +287,8 @@ def _coerce(name: str, value: Any) -> Any:
         return _boolean(value)
     if isinstance(value, bool):
         raise ValueError(f"expected a number or text, got {value!r}")
+    if name == "cors_allowed_origins":
+        return _origins(value)
     if kind in ("int", "float"):
         number = _number(value, int if kind == "int" else float)
         if number < _MINIMUMS[name]:
@@ -318,6 +326,26 @@ def _boolean(value: Any) -> bool:
     if text not in _BOOLEANS:
         raise ValueError(f"{value!r} is not true or false")
     return _BOOLEANS[text]
+
+
+def _origins(value: Any) -> tuple[str, ...]:
+    """A YAML list, or text separated by commas or spaces (an environment variable)."""
+    items = value if isinstance(value, list) else str(value).replace(",", " ").split()
+    origins = []
+    for item in items:
+        origin = str(item).strip()
+        parts = urlsplit(origin)
+        if origin != "*" and (
+            parts.scheme not in ("http", "https")
+            or not parts.netloc
+            or origin != f"{parts.scheme}://{parts.netloc}"
+        ):
+            raise ValueError(
+                f"{origin!r} is not an origin: scheme://host[:port] without a path, "
+                "e.g. https://kiosk-app.example.com, or *"
+            )
+        origins.append(origin)
+    return tuple(origins)
 
 
 def _number(value: Any, kind: type) -> int | float:

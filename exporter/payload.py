@@ -163,13 +163,30 @@ def _text_field(document: dict[str, Any], field: str) -> str | None:
     return value
 
 
-def query_text(name: str, value: str | None) -> str | None:
-    """A text query parameter, refused the same way on every database: PostgreSQL's driver
-    rejects NUL in a string (a 500 there, a silent empty answer on SQLite), and no stored
-    name or location holds a control character, so such a value is a client's mistake."""
-    if value is not None and _CONTROL.search(value):
-        raise InvalidInput(name, "contains control characters")
-    return value
+# Query parameters a JSON endpoint accepts: name -> may it be repeated (values are a union).
+QuerySpec = Mapping[str, bool]
+
+
+def parse_query(params: Mapping[str, str | list[str]], accepted: QuerySpec) -> dict[str, list[str]]:
+    """The one check of a JSON endpoint's query string: every value as a list, an unknown
+    parameter or a repeated single one a 400 naming it (a typo such as `?stauts=offline`
+    would otherwise answer the whole fleet). A rule on every value belongs here too."""
+    unknown = [name for name in params if name not in accepted]
+    if unknown:
+        allowed = ", ".join(accepted) or "none"
+        raise InvalidInput(
+            unknown[0], f"unknown query parameter {', '.join(unknown)}; accepted: {allowed}"
+        )
+    values = {name: value if isinstance(value, list) else [value] for name, value in params.items()}
+    for name, given in values.items():
+        if len(given) > 1 and not accepted[name]:
+            raise InvalidInput(name, "given more than once; it takes one value")
+        # Refused the same way on every database: PostgreSQL's driver rejects NUL in a
+        # string (a 500 there, a silent empty answer on SQLite), and no stored name or
+        # location holds a control character, so such a value is a client's mistake.
+        if any(_CONTROL.search(value) for value in given):
+            raise InvalidInput(name, "contains control characters")
+    return values
 
 
 def is_json(content_type: str | None) -> bool:

@@ -46,7 +46,7 @@ class KioskStatusResource:
         self._service = service
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = self._service.own_status(req.get_header(KEY_HEADER))
+        resp.media = self._service.own_status(req.get_header(KEY_HEADER), req.params)
 
 
 def require_token(scope: Scope) -> Callable[..., Any]:
@@ -68,11 +68,7 @@ class AllStatusResource:
 
     @require_token(Scope.READ)
     def on_get(self, req: falcon.Request, resp: falcon.Response, caller: Caller) -> None:
-        documents = self.service.all_status(
-            caller,
-            status=req.get_param("status"),
-            location=req.get_param("location"),
-        )
+        documents = self.service.all_status(caller, req.params)
         etag = status_etag(documents)
         # Tabs poll every 15 s: revalidate each time, answer 304 while nothing but the
         # *_seconds durations changed.
@@ -102,7 +98,7 @@ class KioskResource:
     def on_get(
         self, req: falcon.Request, resp: falcon.Response, caller: Caller, kiosk_id: int
     ) -> None:
-        resp.media = self.service.kiosk_status(caller, kiosk_id)
+        resp.media = self.service.kiosk_status(caller, kiosk_id, req.params)
 
 
 class HealthResource:

@@ -113,6 +113,7 @@ def create_http_server(
         max_request_body_size=1024 * 1024,
         send_bytes=WAITRESS_SEND_BYTES,
         expose_tracebacks=False,
+        **proxy_settings(settings),
     )
     sockets = _socket_map(server)
     for listener in _listeners(sockets):
@@ -301,3 +302,17 @@ def _has_unread(channel: HTTPChannel) -> bool:
         return bool(channel.socket.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
     except OSError:  # nothing to read now, or the peer is gone: nothing to answer
         return False
+
+
+def proxy_settings(settings: Settings) -> dict[str, Any]:
+    """Behind a reverse proxy, waitress itself takes the client address from the proxy's
+    X-Forwarded-For (and drops the header from anyone else), so the access log and every
+    use of the remote address see the kiosk, not the proxy."""
+    if settings.trusted_proxy is None:
+        return {}
+    return {
+        "trusted_proxy": settings.trusted_proxy,
+        "trusted_proxy_count": settings.trusted_proxy_count,
+        "trusted_proxy_headers": {"x-forwarded-for"},
+        "clear_untrusted_proxy_headers": True,
+    }

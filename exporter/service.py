@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -29,9 +30,10 @@ from .metrics import ServiceMetrics
 from .payload import (
     MAX_BODY_BYTES,
     HeartbeatPayload,
+    QuerySpec,
     is_blank,
     parse_heartbeat,
-    query_text,
+    parse_query,
     status_document,
 )
 from .payload import is_json as _is_json
@@ -43,6 +45,11 @@ from .vitals import snapshot
 from .writer import HeartbeatWriter
 
 log = logging.getLogger(__name__)
+
+# Raw query parameters as the framework gives them: one value, or a list when repeated.
+Query = Mapping[str, "str | list[str]"]
+NO_QUERY: QuerySpec = {}
+ALL_STATUS_QUERY: QuerySpec = {"status": True, "location": False}
 
 _REJECTION_REASONS: dict[type[ExporterError], str] = {
     UnknownKey: "auth",
@@ -208,7 +215,7 @@ class KioskService:
             raise UnknownKey()
         return keys.hash_secret(api_key)
 
-    def own_status(self, api_key: str | None) -> dict[str, Any]:
+    def own_status(self, api_key: str | None, query: Query | None = None) -> dict[str, Any]:
         key_hash = self._key_hash(api_key)
         with self.gate.slot():
             kiosk = self.store.find_kiosk_by_key(key_hash)
@@ -216,28 +223,32 @@ class KioskService:
             raise UnknownKey()
         if not kiosk.is_active:
             raise KioskInactive()
+        parse_query(query or {}, NO_QUERY)
         return self.describe(kiosk)
 
-    def all_status(
-        self, caller: Caller, *, status: str | None, location: str | None
-    ) -> list[dict[str, Any]]:
-        """Every kiosk the caller may see: a location-limited token sees only its own."""
-        wanted = _parse_status_filter(query_text("status", status))
-        location = query_text("location", location)
+    def all_status(self, caller: Caller, query: Query | None = None) -> list[dict[str, Any]]:
+        """Every kiosk the caller may see: a location-limited token sees only its own.
+        `?status=` repeated is a union; `?location=` an exact match."""
+        params = parse_query(query or {}, ALL_STATUS_QUERY)
+        wanted = {_parse_status_filter(value) for value in params.get("status", []) if value}
+        (location,) = params.get("location", [None])
         now = self.clock()
         documents = []
         with self.gate.slot():
-            kiosks = self.store.list_kiosks(location=location)
+            kiosks = self.store.list_kiosks(location=location or None)
         for kiosk in kiosks:
             if not caller.sees(kiosk.location):
                 continue
             state = self.judge(kiosk, now)
-            if wanted is None or state.status is wanted:
+            if not wanted or state.status in wanted:
                 documents.append(status_document(kiosk, state))
         return documents
 
-    def kiosk_status(self, caller: Caller, kiosk_id: int) -> dict[str, Any]:
+    def kiosk_status(
+        self, caller: Caller, kiosk_id: int, query: Query | None = None
+    ) -> dict[str, Any]:
         """One kiosk's status object for the back office (the status page's detail view)."""
+        parse_query(query or {}, NO_QUERY)
         with self.gate.slot():
             kiosk = self.store.get_kiosk(kiosk_id)
         caller.require_visible(kiosk_id, kiosk.location)
@@ -275,9 +286,7 @@ class KioskService:
         return {"status": "ready"}
 
 
-def _parse_status_filter(value: str | None) -> KioskStatus | None:
-    if value is None or value == "":
-        return None
+def _parse_status_filter(value: str) -> KioskStatus:
     try:
         return KioskStatus(value)
     except ValueError:

@@ -63,7 +63,11 @@ def result(outcome: Outcome, **fields) -> HeartbeatResult:
         ([result(Outcome.SENT, next_interval=0.01)], [1]),  # never a burst
         ([result(Outcome.NETWORK_ERROR)] * 8, [1, 2, 4, 8, 16, 32, 60, 60]),
         ([result(Outcome.SERVER_ERROR, status=503, retry_after=5)], [5]),
-        ([result(Outcome.SERVER_ERROR, status=503, retry_after=500)], [60]),
+        ([result(Outcome.SERVER_ERROR, status=503, retry_after=500)], [500]),  # past interval
+        (
+            [result(Outcome.NETWORK_ERROR)] * 5 + [result(Outcome.SERVER_ERROR, retry_after=3)],
+            [1, 2, 4, 8, 16, 32],
+        ),
         ([result(Outcome.NETWORK_ERROR)] * 3 + [result(Outcome.SENT)], [1, 2, 4, 60]),
         (
             [result(Outcome.NETWORK_ERROR)] * 2
@@ -90,6 +94,17 @@ def test_jitter_stays_within_ten_percent_and_backoff_never_exceeds_the_interval(
     for _ in range(10):
         assert schedule.next_delay(result(Outcome.NETWORK_ERROR)) <= 60
     assert schedule.next_delay(result(Outcome.RATE_LIMITED, retry_after=10)) >= 10
+
+
+@pytest.mark.parametrize("draw", [0.0, 0.5, 0.999])
+@pytest.mark.parametrize(
+    "outcome", [Outcome.SERVER_ERROR, Outcome.RATE_LIMITED], ids=["503", "429"]
+)
+def test_retry_after_is_honoured_exactly_and_jitter_only_adds(draw, outcome):
+    schedule = Schedule(interval=60, jitter=0.1, rand=lambda: draw)
+    delay = schedule.next_delay(result(outcome, status=503, retry_after=5))
+    assert 5 <= delay <= 5.5
+    assert delay == pytest.approx(5 * (1 + 0.1 * draw))
 
 
 @pytest.mark.parametrize(
