@@ -54,7 +54,9 @@ from .resources import (
     MetricsResource,
     OpenApiResource,
     ReadyResource,
+    RunbookResource,
 )
+from .runbook import load_markdown, render
 from .service import KeyDirectory, KioskService
 from .store import Store, open_store
 from .writer import HeartbeatWriter, writer_wait_seconds
@@ -163,6 +165,7 @@ def create_app(
         "/metrics", MetricsResource(fleet, exposed or registry, clock, settings.metrics_token)
     )
     wsgi.add_route("/openapi.json", OpenApiResource(openapi_document()))
+    wsgi.add_route("/runbook", RunbookResource(render(load_markdown())))
     if settings.ui_enabled:
         statuspage.add_routes(wsgi)
     wsgi.set_error_serializer(_serialize_http_error)

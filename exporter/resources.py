@@ -129,6 +129,22 @@ class OpenApiResource:
         resp.data = self._document
 
 
+class RunbookResource:
+    """The runbook as one read-only HTML page (rendered once, at start-up)."""
+
+    def __init__(self, page: str) -> None:
+        self._page = page.encode("utf-8")
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = falcon.MEDIA_HTML
+        # Static text: no script may run, nothing may be framed or sniffed as another type.
+        resp.set_header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+        resp.set_header("X-Content-Type-Options", "nosniff")
+        resp.data = self._page
+
+    on_head = on_get
+
+
 class MetricsResource:
     def __init__(
         self, fleet: FleetPage, registry: CollectorRegistry, clock: Clock, token: str | None

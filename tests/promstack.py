@@ -446,18 +446,21 @@ def prometheus_config_for_test(
     exporter_target: str,
     alertmanager_address: str | None = None,
     interval: str = "1s",
+    external_labels: Mapping[str, str] | None = None,
 ) -> str:
     """The shipped prometheus.yml rewritten only for ports and intervals.
 
     Sets the global scrape and evaluation intervals to `interval` (and per-job timeouts to
     it, since a timeout longer than the interval is invalid), points the `kiosk-exporter`
     job at `exporter_target` ("host:port") and alerting at `alertmanager_address` (or
-    removes alerting when None). Jobs, metrics_path, rule_files stay as shipped.
+    removes alerting when None), and sets `external_labels` over the shipped ones. Jobs,
+    metrics_path, rule_files stay as shipped.
     """
     config = yaml.safe_load(shipped_text)
     config.setdefault("global", {}).update(
         scrape_interval=interval, evaluation_interval=interval, scrape_timeout=interval
     )
+    config["global"].setdefault("external_labels", {}).update(external_labels or {})
     jobs = {job["job_name"]: job for job in config.get("scrape_configs", [])}
     if KIOSK_JOB not in jobs:
         raise ValueError(f"no scrape job named {KIOSK_JOB!r} in the config")

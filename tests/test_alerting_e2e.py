@@ -161,6 +161,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 (ROOT / "prometheus.yml").read_text(),
                 exporter_target=f"127.0.0.1:{service.port}",
                 alertmanager_address=alertmanager.address,
+                # What an operator sets: the service's public address, for runbook_url.
+                external_labels={"kiosk_exporter_url": service.url},
             )
             prometheus = cleanup.enter_context(PrometheusProcess(prom_text, rules, tmp / "prom"))
         except ToolMissing as exc:
@@ -294,6 +296,7 @@ def test_a_kiosk_silent_for_31_minutes_pages_and_resolves_when_it_comes_back(
         "location": kiosk.location,
         "job": KIOSK_JOB,
         "instance": stack.target,
+        "kiosk_exporter_url": stack.service.url,  # the external label
     }
     notes = page["annotations"]
     # humanizeDuration of ~1860 s: "31m 2s" (the seconds depend on when it fired).
@@ -302,9 +305,11 @@ def test_a_kiosk_silent_for_31_minutes_pages_and_resolves_when_it_comes_back(
     ), notes["summary"]
     assert kiosk.name in notes["description"] and kiosk.location in notes["description"]
     assert re.search(r"\b31m \d+s\b", notes["description"]), notes["description"]
-    base, _, anchor = notes["runbook_url"].partition("#")
-    assert base.endswith("/docs/runbook.md") and anchor == "kioskoffline", notes["runbook_url"]
-    assert anchor in runbook_anchors()
+    assert notes["runbook_url"] == f"{stack.service.url}/runbook#kioskoffline"
+    runbook = request("GET", notes["runbook_url"].partition("#")[0])
+    assert runbook.status == 200 and runbook.headers["content-type"].startswith("text/html")
+    assert b'<h2 id="kioskoffline">KioskOffline</h2>' in runbook.body
+    assert "kioskoffline" in runbook_anchors()
 
     # The 10-minute warning for the same kiosk fires too, but the critical one inhibits it:
     # Alertmanager holds it as suppressed and never mails it.

@@ -148,6 +148,7 @@ def _exercise(
         call(method, "/ui/")
         call(method, "/ui/kiosk/{kiosk_id}", actual="/ui/kiosk/1")
         call(method, "/ui/{name}", actual="/ui/app.css")
+        call(method, "/runbook")
     etag = request("GET", url + "/kiosk/all-status", headers=auth).headers["etag"]
     call("GET", "/kiosk/all-status", headers={**auth, "If-None-Match": etag})
     etag = request("GET", url + "/ui/app.js").headers["etag"]

@@ -35,6 +35,10 @@ PUBLIC_ALERTS = {
     ("KioskAppNotInForeground", "warning"),
 }
 PUBLIC_RECORDS = {"kiosk:fleet_availability:ratio", "location:kiosk_availability:ratio"}
+# The service's address from one external label, with the default address as the fallback.
+RUNBOOK_BASE = (
+    "{{ with $externalLabels.kiosk_exporter_url }}{{ . }}{{ else }}http://localhost:8000{{ end }}"
+)
 # Thresholds that already are durations (or a debounced state): a `for:` would only delay.
 NO_FOR = {"KioskOffline", "NoKioskOnline", "KioskFleetAvailabilityLow"}
 
@@ -112,6 +116,35 @@ def test_prometheus_config_scrapes_the_service_and_alerts_alertmanager() -> None
     assert re.search(r"#\s*authorization:\s*\n\s*#.*\n\s*#\s*credentials_file:", text), text
 
 
+@pytest.mark.parametrize("interval", ["5s", "15s", "2m"])
+def test_any_scrape_interval_is_valid_because_the_timeout_follows_it(
+    interval: str, tmp_path: Path
+) -> None:
+    config = (
+        (ROOT / "prometheus.yml")
+        .read_text()
+        .replace("scrape_interval: 30s", f"scrape_interval: {interval}")
+    )
+    assert f"scrape_interval: {interval}" in config
+    (tmp_path / "prometheus.yml").write_text(config)
+    result = run(
+        tool("promtool"), "check", "config", "--syntax-only", "prometheus.yml", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stdout
+
+
+def test_the_runbook_url_label_is_set_in_the_shipped_config() -> None:
+    config = yaml.safe_load((ROOT / "prometheus.yml").read_text())
+    assert config["global"]["external_labels"]["kiosk_exporter_url"] == "http://localhost:8000"
+
+
+def test_the_runbook_shows_the_queries_its_promtool_tests_check() -> None:
+    tested = yaml.safe_load((ROOT / "tests" / "rules" / "runbook_queries.test.yml").read_text())
+    expressions = [check["expr"] for case in tested["tests"] for check in case["promql_expr_test"]]
+    shown = RUNBOOK.read_text()
+    assert expressions and all(f"\n{expr}\n" in shown for expr in expressions)
+
+
 def test_rule_unit_tests_live_outside_the_rule_glob() -> None:
     assert UNIT_TESTS, "no tests/rules/*.test.yml"
     assert not [p for p in RULE_FILES if p.name.endswith(".test.yml")]
@@ -140,8 +173,9 @@ def test_every_alert_has_summary_description_and_a_runbook_section() -> None:
         annotations = rule["annotations"]
         assert annotations.get("summary") and annotations.get("description"), rule["alert"]
         url = annotations["runbook_url"]
-        assert url.split("#")[0].endswith("docs/runbook.md"), url
-        assert url.split("#")[1] == rule["alert"].lower() in anchors, (url, anchors)
+        base, _, anchor = url.partition("#")
+        assert base == RUNBOOK_BASE + "/runbook", url
+        assert anchor == rule["alert"].lower() in anchors, (url, anchors)
 
 
 def test_duration_thresholds_carry_no_extra_for() -> None:
@@ -175,6 +209,11 @@ MUTATIONS = {
         "kiosk_offline fleet_availability no_kiosk_online app_version",
     ),
     "warning offline threshold": (r"> 600\b", "> 590", "kiosk_offline"),
+    "offline alerts ignore the service's rule": (
+        r"\n\s*last_over_time\(kiosk_online\[5m\]\) == 0\n\s*and on \(job, instance, kiosk_id\)",
+        "",
+        "kiosk_offline",
+    ),
     "critical offline threshold": (r"> 1800\b", "> 1790", "kiosk_offline"),
     "deactivated kiosks page": (
         r"last_over_time\(kiosk_active\[5m\]\) == 1",
