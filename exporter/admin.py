@@ -251,6 +251,10 @@ def cmd_kiosk_activate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_kiosk_remove(args: argparse.Namespace, settings: Settings) -> int:
+    if (args.id is None) == (not args.simulated):
+        raise InvalidInput("ID/--simulated", "give a kiosk ID or --simulated, not both")
+    if args.simulated:
+        return _remove_simulated(args, _store(settings))
     management = _management(settings)
     kiosk = management.get(CLI_ACTOR, args.id)
     if not args.yes and not confirm(
@@ -260,6 +264,17 @@ def cmd_kiosk_remove(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     management.remove(CLI_ACTOR, args.id)
     _report(args, f"kiosk {args.id} removed", {"id": args.id, "removed": True})
+    return 0
+
+
+def _remove_simulated(args: argparse.Namespace, store: Store) -> int:
+    """Every kiosk `simulate` created (flagged in the database), after a confirmation."""
+    count = store.count_simulated_kiosks()
+    if count and not args.yes and not confirm(f"Remove all {count} simulated kiosks? [y/N] "):
+        print("not removed", file=sys.stderr)
+        return 1
+    removed = store.remove_simulated_kiosks() if count else 0
+    _report(args, f"{removed} simulated kiosks removed", {"simulated_removed": removed})
     return 0
 
 

@@ -103,12 +103,18 @@ def build_parser() -> argparse.ArgumentParser:
         ("activate", cmd_kiosk_activate, "accept the kiosk's heartbeats again"),
         ("remove", cmd_kiosk_remove, "delete the kiosk and its history"),
     ):
-        extra = (
-            [("--yes", {"action": "store_true", "help": "do not ask"})]
-            if action == "remove"
-            else []
-        )
-        _add(kiosk, action, handler, common, text, [("id", {"type": int}), *extra])
+        target: tuple[str, dict[str, Any]] = ("id", {"type": int})
+        extra = []
+        if action == "remove":
+            target = ("id", {"type": int, "nargs": "?", "help": "omit with --simulated"})
+            extra = [
+                ("--yes", {"action": "store_true", "help": "do not ask"}),
+                (
+                    "--simulated",
+                    {"action": "store_true", "help": "every kiosk created by `simulate`"},
+                ),
+            ]
+        _add(kiosk, action, handler, common, text, [target, *extra])
     _add(
         kiosk,
         "enroll-code",

@@ -66,6 +66,8 @@ def define_entities(db: Database) -> tuple[Any, Any, Any, Any]:
         screen_on = Optional(bool, nullable=True)
         # Kept apart from the snapshot: Unix seconds, compared arithmetically in SQL.
         boot_time = Optional(float, nullable=True)
+        # Created by `simulate` (migration 0002): `kiosk remove --simulated` removes these.
+        is_simulated = Required(bool, default=False)
 
     class Token(db.Entity):  # type: ignore[misc]
         _table_ = "backoffice_tokens"

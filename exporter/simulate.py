@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from . import schema
 from .agent import HeartbeatClient, HeartbeatResult, Outcome, Schedule, build_payload, utc_now
 from .config import Settings
 from .devices import SCENARIO_ROLES, SimulatedDevice
@@ -123,7 +124,7 @@ def provision(
     ]
     store = open_store(database_url)
     try:
-        created = store.import_kiosks(rows)
+        created = store.import_kiosks(rows, simulated=True)
     finally:
         store.close()
     return [
@@ -301,9 +302,16 @@ def main_from_args(args: argparse.Namespace, settings: Settings) -> int:
     try:
         plan = plan_from_args(args)
         HeartbeatClient(args.url, "probe")  # a bad URL fails before any kiosk is created
+        if getattr(args, "database", None) is None:
+            raise ValueError(
+                "name the database to create the simulated kiosks in with --database: the one "
+                "the service at --url uses, a throw-away one (simulated kiosks page like real "
+                "ones; `kiosk remove --simulated` removes them)"
+            )
     except ValueError as exc:
         print(f"kiosk-exporter simulate: {exc}", file=sys.stderr)
         return 2
+    schema.require_existing(settings.database_url)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     tablets = provision(settings.database, plan, args.url, interval=args.interval)

@@ -243,20 +243,27 @@ class Store(ManagementStore):
 
     @_storage_errors
     def import_kiosks(
-        self, rows: Iterable[tuple[str, str]], *, now: datetime | None = None
+        self,
+        rows: Iterable[tuple[str, str]],
+        *,
+        now: datetime | None = None,
+        simulated: bool = False,
     ) -> list[tuple[KioskRecord, str]]:
-        """All kiosks in one transaction: a duplicate anywhere creates none of them."""
+        """All kiosks in one transaction: a duplicate anywhere creates none of them.
+        `simulated` marks them as the simulator's (see remove_simulated_kiosks)."""
         rows = list(rows)
         created_at = now or utc_now()
         try:
             with db_session:
-                created = [self._create_kiosk(n, loc, created_at) for n, loc in rows]
+                created = [self._create_kiosk(n, loc, created_at, simulated) for n, loc in rows]
         except _INTEGRITY_ERRORS as exc:
             raise DuplicateName(self._duplicate_name(exc, rows)) from None
         by_id = {kiosk.id: kiosk for kiosk in self.list_kiosks()} if len(created) > 1 else {}
         return [(by_id.get(kiosk_id) or self.get_kiosk(kiosk_id), key) for kiosk_id, key in created]
 
-    def _create_kiosk(self, name: str, location: str, now: datetime) -> tuple[int, str]:
+    def _create_kiosk(
+        self, name: str, location: str, now: datetime, simulated: bool = False
+    ) -> tuple[int, str]:
         key = keys.generate_kiosk_key()
         kiosk = self._schema.Kiosk(
             name=name,
@@ -264,6 +271,7 @@ class Store(ManagementStore):
             created_at=self._to_naive(now),
             api_key_hash=keys.hash_secret(key),
             key_prefix=keys.visible_prefix(key),
+            is_simulated=simulated,
         )
         kiosk.flush()
         return kiosk.id, key
@@ -315,6 +323,18 @@ class Store(ManagementStore):
     @_session
     def remove_kiosk(self, kiosk_id: int) -> None:
         self._kiosk_entity(kiosk_id).delete()
+
+    @_storage_errors
+    @_session
+    def count_simulated_kiosks(self) -> int:
+        return int(self._schema.Kiosk.select(lambda k: k.is_simulated).count())
+
+    @_storage_errors
+    @_session
+    def remove_simulated_kiosks(self) -> int:
+        """Every kiosk `simulate` created, by the flag it set; returns how many went."""
+        removed = self._schema.Kiosk.select(lambda k: k.is_simulated).delete(bulk=True)
+        return int(removed)
 
     def _kiosk_entity(self, kiosk_id: int) -> Any:
         _require_id(kiosk_id)

@@ -11,7 +11,8 @@ import pytest
 
 from exporter.simulate import Behaviour, FleetPlan, assign_behaviours, is_quiet
 from tests.support.process import Command
-from tests.support.service import RunningService
+from tests.support.service import RunningService, run_cli
+from tests.support.terminal import on_a_terminal
 
 _FAST = {"heartbeat_interval_seconds": 1, "min_heartbeat_interval_seconds": 0}
 
@@ -106,12 +107,49 @@ def test_a_flapping_tablet_goes_offline_and_comes_back(tmp_path):
 
 def test_provisioning_goes_through_the_store_so_kiosk_list_shows_the_fleet(tmp_path):
     with RunningService(tmp_path, _FAST) as server:
+        real = server.add_kiosk("Lobby-00009", "Building A")[0]  # shares the prefix
         args = ["--database", server.database, "simulate", "--url", server.url, "--kiosks", "3"]
         with Command([*args, "--name-prefix", "Lobby", "--duration", "1"]) as command:
             assert command.process.wait(20) == 0
         listed = json.loads(server.cli("kiosk", "list", "--json").stdout)
-    assert [k["name"] for k in listed] == ["Lobby-00001", "Lobby-00002", "Lobby-00003"]
-    assert len(command.stdout.lines) == 3 and "\tsteady\t1.0.0" in command.stdout.lines[0]
+        assert len(command.stdout.lines) == 3 and "\tsteady\t1.0.0" in command.stdout.lines[0]
+        assert [k["name"] for k in listed] == [
+            "Lobby-00009",
+            "Lobby-00001",
+            "Lobby-00002",
+            "Lobby-00003",
+        ]
+        # Removing the simulated kiosks asks first, and needs --yes without a terminal.
+        piped = server.cli("kiosk", "remove", "--simulated")
+        assert piped.returncode == 2 and "pass --yes" in piped.stderr
+        asked = on_a_terminal(["kiosk", "remove", "--simulated"], server.database, answer="y")
+        assert "Remove all 3 simulated kiosks? [y/N]" in asked.output
+        assert asked.returncode == 0 and "3 simulated kiosks removed" in asked.output
+        listed = json.loads(server.cli("kiosk", "list", "--json").stdout)
+        assert [k["id"] for k in listed] == [real]  # the real one, whatever its name
+        again = server.cli("kiosk", "remove", "--simulated", "--json")
+        assert json.loads(again.stdout) == {"simulated_removed": 0}
+
+
+def test_simulate_needs_an_explicit_database_and_never_creates_one(tmp_path):
+    default = tmp_path / "kiosk-heartbeat.db"
+    environ = {"KIOSK_EXPORTER_DATABASE": f"sqlite:///{default}"}
+    with Command(["simulate", "--url", "http://127.0.0.1:9", "--kiosks", "2"], env=environ) as cmd:
+        assert cmd.process.wait(30) == 2
+    assert "name the database to create the simulated kiosks in with --database" in (
+        cmd.stderr.text()
+    )
+    missing = tmp_path / "other.db"
+    args = ["--database", f"sqlite:///{missing}", "simulate", "--url", "http://127.0.0.1:9"]
+    with Command([*args, "--kiosks", "2"]) as cmd:
+        assert cmd.process.wait(30) == 1
+    assert f"no database at sqlite:///{missing}" in cmd.stderr.text()
+    assert not default.exists() and not missing.exists()
+
+
+def test_remove_takes_an_id_or_simulated_not_both(tmp_path):
+    result = run_cli("kiosk", "remove", "1", "--simulated", database=f"sqlite:///{tmp_path}/k.db")
+    assert result.returncode == 2 and "give a kiosk ID or --simulated" in result.stderr
 
 
 def test_bad_fractions_are_usage_errors(tmp_path):

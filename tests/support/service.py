@@ -58,6 +58,7 @@ class RunningService:
         self.process: subprocess.Popen[str] | None = None
         self.port: int | None = None
         self.log_lines: list[str] = []
+        self._database_created = False
 
     @property
     def url(self) -> str:
@@ -119,13 +120,26 @@ class RunningService:
     def cli(self, *args: str, input_text: str | None = None) -> subprocess.CompletedProcess[str]:
         return run_cli(*args, database=self.database, env=self.env, input_text=input_text)
 
+    def create_database(self) -> None:
+        """`db upgrade`, as an operator does before the first `kiosk add` (only serve, demo
+        and db upgrade create a database); harmless once it exists."""
+        prefix = "sqlite:///"
+        if self.database.startswith(prefix) and Path(self.database[len(prefix) :]).exists():
+            self._database_created = True  # serve made it: no second process needed
+        if not self._database_created:
+            result = self.cli("db", "upgrade")
+            assert result.returncode == 0, result.stderr
+            self._database_created = True
+
     def add_kiosk(self, name: str, location: str) -> tuple[int, str]:
+        self.create_database()
         result = self.cli("kiosk", "add", "--name", name, "--location", location, "--json")
         assert result.returncode == 0, result.stderr
         created = json.loads(result.stdout)
         return created["id"], created["api_key"]
 
     def add_token(self, name: str = "back-office", scope: str = "read") -> str:
+        self.create_database()
         result = self.cli("token", "add", "--name", name, "--scope", scope, "--json")
         assert result.returncode == 0, result.stderr
         return str(json.loads(result.stdout)["token"])
