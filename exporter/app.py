@@ -146,12 +146,10 @@ def create_app(
         store, writer, settings, clock, metrics, KeyDirectory(), probe, gate, stopping
     )
     fleet = fleet_page or LocalFleetPage(FleetCollector(store, settings, clock))
-    wsgi = falcon.App(
-        middleware=[
-            RequestObserver(metrics, access_log or access_logger.info),
-            CorsPolicy(settings.cors_allowed_origins, CORS_ROUTES),
-        ]
-    )
+    middleware: list[object] = [RequestObserver(metrics, access_log or access_logger.info)]
+    if settings.cors_allowed_origins:  # none by default: no cost on the heartbeat path
+        middleware.append(CorsPolicy(settings.cors_allowed_origins, CORS_ROUTES))
+    wsgi = falcon.App(middleware=middleware)
     wsgi.req_options.auto_parse_qs_csv = False
     wsgi.add_route("/kiosk/heartbeat", HeartbeatResource(service))
     wsgi.add_route("/kiosk/status", KioskStatusResource(service))

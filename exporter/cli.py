@@ -201,6 +201,7 @@ def _add_tablet_commands(commands: Any, common: argparse.ArgumentParser) -> None
     )
     demo.add_argument("--port", type=int, default=None, help="default 8000; 0 picks a free one")
     demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--json", action="store_true", help="print the banner's facts as JSON")
     demo.set_defaults(handler=cmd_demo)
 
 
@@ -397,6 +398,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         settings,
         lambda demo_settings, on_listening: cmd_serve(args, demo_settings, on_listening),
         host=args.host,
+        as_json=args.json,
     )
 
 

@@ -7,6 +7,7 @@ and /metrics show 3 of 4 online, as in the original design's mock-up.
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import sys
@@ -99,7 +100,14 @@ def base_url(settings: Settings) -> str:
     return f"http://{host}:{settings.port}"
 
 
-def run(settings: Settings, serve: Serve, *, host: str, out: TextIO = sys.stdout) -> int:
+def run(
+    settings: Settings,
+    serve: Serve,
+    *,
+    host: str,
+    as_json: bool = False,
+    out: TextIO = sys.stdout,
+) -> int:
     """Provision, serve in the foreground with `serve` until SIGINT/SIGTERM, then clean up."""
     with tempfile.TemporaryDirectory(prefix="kiosk-demo-") as directory:
         demo = demo_settings(settings, Path(directory), host, settings.port)
@@ -111,7 +119,10 @@ def run(settings: Settings, serve: Serve, *, host: str, out: TextIO = sys.stdout
             # so no agent ever posts to whatever else listens there.
             for agent in agents:
                 agent.start()
-            print_banner(demo, kiosks, token, out)
+            if as_json:
+                print_json(demo, kiosks, token, out)
+            else:
+                print_banner(demo, kiosks, token, out)
 
         try:
             return serve(demo, start_agents)
@@ -136,6 +147,26 @@ def _agent(settings: Settings, kiosk: DemoKiosk) -> HeartbeatAgent:
         ),
         vitals=lambda: device.readings(time.monotonic() - started),
     )
+
+
+def print_json(settings: Settings, kiosks: list[DemoKiosk], token: str, out: TextIO) -> None:
+    """The banner's facts as one JSON line, for scripts that drive the demo."""
+    document = {
+        "service": base_url(settings),
+        "token": token,
+        "kiosks": [
+            {
+                "id": k.id,
+                "name": k.name,
+                "location": k.location,
+                "api_key": k.api_key,
+                "silent": k.silent,
+            }
+            for k in kiosks
+        ],
+    }
+    out.write(json.dumps(document) + "\n")
+    out.flush()
 
 
 def print_banner(settings: Settings, kiosks: list[DemoKiosk], token: str, out: TextIO) -> None:

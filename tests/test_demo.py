@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import time
@@ -84,3 +85,16 @@ def test_the_demo_banner_gives_a_working_heartbeat_command_for_the_silent_kiosk(
         kiosks = _wait_for_all_status(url, token, online=4)
         assert command.stop() == 0
     assert {k["kiosk_name"]: k["status"] for k in kiosks}["Kiosk-Floor2"] == "online"
+
+
+def test_the_demo_prints_its_facts_as_json_on_request():
+    with Command(["demo", "--port", "0", "--json"]) as command:
+        line = command.stdout.wait_for(r"^\{.*\}$", timeout=30).group(0)
+        facts = json.loads(line)
+        kiosks = _wait_for_all_status(facts["service"], facts["token"])
+        assert command.stop() == 0
+    assert {k["name"] for k in facts["kiosks"]} == set(EXPECTED)
+    assert [k["name"] for k in facts["kiosks"] if k["silent"]] == ["Kiosk-Floor2"]
+    assert all(k["api_key"].startswith("kk_") for k in facts["kiosks"])
+    assert sum(k["status"] == "online" for k in kiosks) == 3
+    assert "Service:" not in command.stdout.text()
