@@ -49,7 +49,7 @@ def operator_commands() -> dict[str, argparse.ArgumentParser]:
 
 def test_every_operator_command_takes_json_config_and_database():
     commands = operator_commands()
-    assert len(commands) == 14
+    assert len(commands) >= 14  # kiosk x8, token x3, db x3, and whatever comes next
     for name, parser in commands.items():
         flags = {flag for action in parser._actions for flag in action.option_strings}
         assert {"--json", "--config", "--database"} <= flags, name
