@@ -66,7 +66,7 @@ access_logger = logging.getLogger("exporter.access")
 
 # Routes a browser-based kiosk may call from another origin (cors_allowed_origins): path ->
 # method. Back-office and metrics routes stay same-origin only.
-CORS_ROUTES = {"/kiosk/heartbeat": "POST", "/kiosk/status": "GET"}
+CORS_ROUTES = {"/kiosk/heartbeat": "POST", "/kiosk/status": "GET", "/kiosk/enroll": "POST"}
 CORS_REQUEST_HEADERS = "Content-Type, X-Kiosk-API-Key"
 CORS_MAX_AGE_SECONDS = 600
 

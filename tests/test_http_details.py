@@ -160,3 +160,26 @@ def test_behind_a_trusted_proxy_the_access_log_shows_the_forwarded_client(tmp_pa
         lambda: any('127.0.0.1 "GET /healthz" 200' in x for x in cors_server.log_lines)
     )
     assert not any("203.0.113.7" in line for line in cors_server.log_lines)
+
+
+def test_a_browser_kiosk_enrolls_from_an_allowed_origin(cors_server):
+    """POST /kiosk/enroll answers the same preflights as the heartbeat (#18)."""
+    admin = cors_server.add_token("ops-admin", scope="admin")
+    made = request(
+        "POST",
+        cors_server.url + "/admin/kiosks",
+        headers={"Authorization": f"Bearer {admin}"},
+        json_body={"name": "Kiosk-PWA", "location": "Hall"},
+    )
+    allowed = preflight(cors_server.url, "/kiosk/enroll", "POST")
+    assert (allowed.status, allowed.headers["access-control-allow-origin"]) == (204, APP_ORIGIN)
+    assert allowed.headers["access-control-allow-methods"] == "POST"
+    assert preflight(cors_server.url, "/kiosk/enroll", "POST", "https://evil.example").status == 403
+    enrolled = request(
+        "POST",
+        cors_server.url + "/kiosk/enroll",
+        headers={"Origin": APP_ORIGIN},
+        json_body={"code": made.json["enrollment"]["code"]},
+    )
+    assert (enrolled.status, enrolled.headers["access-control-allow-origin"]) == (200, APP_ORIGIN)
+    assert preflight(cors_server.url, "/admin/kiosks", "POST").status == 403  # back office: no
