@@ -67,12 +67,15 @@ def test_the_script_never_writes_html():
         assert not html_sinks.search(script.read_text(encoding="utf-8")), script.name
 
 
-def test_ui_disabled_is_404_and_the_api_stays(tmp_path):
+def test_ui_disabled_is_404_and_the_api_and_runbook_stay(tmp_path):
     with RunningService(tmp_path, {"ui_enabled": "false"}) as service:
         for path in ("/", "/ui", "/ui/", "/ui/app.js", "/ui/kiosk/1"):
             assert request("GET", service.url + path).status == 404, path
         token = service.add_token()
         assert service.all_status(token).status == 200
+        # Alerts link the runbook: it stays served without the page.
+        runbook = request("GET", service.url + "/runbook")
+        assert runbook.status == 200 and runbook.headers["content-type"].startswith("text/html")
 
 
 @pytest.mark.parametrize(("text", "enabled"), [("false", False), ("off", False), ("yes", True)])
