@@ -19,7 +19,7 @@ from .access import parse_scope
 from .clock import format_utc, utc_now
 from .config import Settings
 from .errors import InvalidInput
-from .fleetfile import parse_fleet_csv, parse_fleet_yaml
+from .fleetfile import parse_fleet_csv, parse_fleet_yaml, schedule_choice
 from .management import CLI_ACTOR, KioskChanges, Management, Provisioned, clean_text
 from .records import KioskRecord, TokenRecord
 from .status import KioskStatus, judge
@@ -193,14 +193,19 @@ def _print_table(columns: list[str], rows: list[list[Any]]) -> None:
 
 
 def cmd_kiosk_update(args: argparse.Namespace, settings: Settings) -> int:
-    if args.name is None and args.location is None:
-        raise InvalidInput("--name/--location", "kiosk update needs at least one of them")
+    if args.name is None and args.location is None and args.schedule is None:
+        raise InvalidInput(
+            "--name/--location/--schedule", "kiosk update needs at least one of them"
+        )
+    schedule = None if args.schedule is None else schedule_choice(args.schedule)
     changes = KioskChanges(
         name=None if args.name is None else clean_text("name", args.name, "--name"),
         location=(
             None if args.location is None else clean_text("location", args.location, "--location")
         ),
     )
+    if args.schedule is not None:
+        _store(settings).assign_schedule(args.id, schedule, now=utc_now(), actor=CLI_ACTOR.name)
     kiosk = _management(settings).update(CLI_ACTOR, args.id, changes)
     if args.json:
         _print_json(kiosk_row(kiosk))
@@ -296,7 +301,11 @@ def cmd_kiosk_import(args: argparse.Namespace, settings: Settings) -> int:
         raise InvalidInput(args.file, f"cannot read the fleet file ({exc})") from None
     suffix = Path(args.file).suffix.lower()
     rows = parse_fleet_yaml(text) if suffix in (".yml", ".yaml") else parse_fleet_csv(text)
-    created = _store(settings).import_kiosks(rows)
+    created = _store(settings).import_kiosks(
+        [(row.name, row.location) for row in rows],
+        schedules=[row.schedule for row in rows],
+        actor=CLI_ACTOR.name,
+    )
     _print_created(created, args.json)
     print(f"{len(created)} kiosks created", file=sys.stderr)
     return 0

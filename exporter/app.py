@@ -40,6 +40,7 @@ from .errors import (
 )
 from .exposition import FleetPage, LocalFleetPage
 from .gate import DatabaseGate, reserved_threads
+from .liveness import LivenessLoop, replica_name
 from .logs import printable
 from .management import Management
 from .metrics import ServiceMetrics
@@ -93,7 +94,8 @@ _ERROR_STATUS: dict[type[ExporterError], tuple[int, str]] = {
 
 @dataclass
 class Application:
-    """The WSGI app plus what must be stopped with it (the heartbeat writer thread)."""
+    """The WSGI app plus what must be stopped with it (the heartbeat writer thread, and the
+    liveness loop that `serve` starts)."""
 
     wsgi: falcon.App[falcon.Request, falcon.Response]
     writer: HeartbeatWriter
@@ -102,6 +104,12 @@ class Application:
     registry: CollectorRegistry
     stopping: threading.Event
     fleet: FleetPage
+    liveness: LivenessLoop
+
+    def start_background(self) -> None:
+        """The 5-s loop (liveness and periodic jobs): started by `serve`, not by tests of
+        the app alone, which drive `liveness.tick()` themselves."""
+        self.liveness.start()
 
     def begin_shutdown(self) -> None:
         """From now on /readyz answers 503; requests are still served."""
@@ -109,6 +117,7 @@ class Application:
 
     def close(self) -> None:
         self.probe.stop()
+        self.liveness.stop()
         self.writer.stop()
         self.fleet.close()
         self.store.close()
@@ -171,6 +180,7 @@ def create_app(
     wsgi.add_error_handler(Exception, _handle_unexpected)
     writer.start()
     probe.start()
+    liveness = LivenessLoop(store, clock, replica=replica_name())
     return Application(
         wsgi=wsgi,
         writer=writer,
@@ -179,6 +189,7 @@ def create_app(
         registry=registry,
         stopping=stopping,
         fleet=fleet,
+        liveness=liveness,
     )
 
 

@@ -32,6 +32,14 @@ from .admin import (
 )
 from .config import Settings, load_settings
 from .errors import ConfigError, ExporterError, InvalidInput
+from .scheduling import (
+    cmd_kiosk_events,
+    cmd_kiosk_maintenance,
+    cmd_schedule_add,
+    cmd_schedule_list,
+    cmd_schedule_remove,
+    cmd_schedule_update,
+)
 from .status import KioskStatus
 
 log = logging.getLogger("exporter")
@@ -94,8 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
         "update",
         cmd_kiosk_update,
         common,
-        "rename or move a kiosk (key and history stay)",
-        [("id", {"type": int}), ("--name", {}), ("--location", {})],
+        "rename or move a kiosk, or put it on a schedule (key and history stay)",
+        [
+            ("id", {"type": int}),
+            ("--name", {}),
+            ("--location", {}),
+            ("--schedule", {"help": "a schedule's name, or always (the default)"}),
+        ],
+        json_output=True,
     )
     for action, handler, text in (
         ("rotate-key", cmd_kiosk_rotate, "issue a new API key; the old one stops working"),
@@ -135,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
         [("file", {"help": "CSV with a header row name,location, or YAML list; - for stdin"})],
     )
 
+    _add_kiosk_expected_commands(kiosk, common)
+    _add_schedule_commands(commands, common)
+
     token = commands.add_parser("token", help="manage back-office tokens").add_subparsers(
         dest="action", required=True, metavar="ACTION"
     )
@@ -169,6 +186,73 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db_commands(commands, common)
     _add_tablet_commands(commands, common)
     return parser
+
+
+def _add_kiosk_expected_commands(kiosk: Any, common: argparse.ArgumentParser) -> None:
+    _add(
+        kiosk,
+        "maintenance",
+        cmd_kiosk_maintenance,
+        common,
+        "a maintenance window (not expected online) on a kiosk or each kiosk of a location",
+        [
+            ("id", {"type": int, "nargs": "?", "help": "the kiosk (or --location)"}),
+            ("--location", {"help": "a window on each kiosk of this location"}),
+            ("--for", {"dest": "duration", "help": "how long: 2h, 90m, 1h30m, 1d"}),
+            ("--until", {"help": "until when (ISO-8601)"}),
+            ("--reason", {}),
+            ("--end", {"action": "store_true", "help": "end the kiosk's window now"}),
+        ],
+        json_output=True,
+    )
+    _add(
+        kiosk,
+        "events",
+        cmd_kiosk_events,
+        common,
+        "the kiosk's event log: schedule changes, maintenance, activation",
+        [("id", {"type": int})],
+        json_output=True,
+    )
+
+
+def _add_schedule_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+    schedule = commands.add_parser(
+        "schedule", help="named weekly hours when kiosks are expected online"
+    ).add_subparsers(dest="action", required=True, metavar="ACTION")
+    hours = ("--hours", {"help": 'e.g. "Mon-Fri 07:00-20:00, Sat 08:00-12:00"'})
+    zone = ("--timezone", {"help": "IANA time zone, e.g. Europe/Paris"})
+    _add(
+        schedule,
+        "add",
+        cmd_schedule_add,
+        common,
+        "create a schedule",
+        [
+            ("--name", {"required": True}),
+            (zone[0], {**zone[1], "required": True}),
+            (hours[0], {**hours[1], "required": True}),
+        ],
+        json_output=True,
+    )
+    _add(
+        schedule,
+        "update",
+        cmd_schedule_update,
+        common,
+        "change a schedule's hours or zone from now on (the past keeps its hours)",
+        [("name", {}), zone, hours],
+        json_output=True,
+    )
+    _add(schedule, "list", cmd_schedule_list, common, "list schedules", [], json_output=True)
+    _add(
+        schedule,
+        "remove",
+        cmd_schedule_remove,
+        common,
+        "remove a schedule (refused while a kiosk is on it)",
+        [("name", {})],
+    )
 
 
 def _add_db_commands(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -349,6 +433,7 @@ def _serve(settings: Settings, access_log: Callable[[str], None], listen: Listen
         application.close()
         where_text = f"{settings.host}:{settings.port}"
         raise RuntimeError(f"cannot listen on {where_text}: {exc.strerror or exc}") from None
+    application.start_background()
     log.info(
         "serving on %s with %s (online threshold %gs)%s",
         " and ".join(addresses(server)),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector
 from . import metrics as names
 from .clock import Clock
 from .config import Settings
+from .expected import FleetExpectation, KioskExpectation
 from .records import KioskRecord, Vitals
 from .status import KioskStatus, classify, heartbeat_age, is_outdated
 from .store import Store
@@ -35,6 +36,7 @@ class Judged(NamedTuple):
     status: KioskStatus
     age_seconds: float | None
     outdated: bool | None  # None: no latest_app_version, or a version that cannot be compared
+    expected: KioskExpectation  # the expected-hours rule's verdict at the same instant
     # The vitals snapshot while younger than the online threshold, else None: a dead
     # tablet's last battery reading is not its battery now.
     vitals: Vitals | None = None
@@ -74,6 +76,10 @@ class FleetFamily:
 def _last_heartbeat(j: Judged) -> float | None:
     at = j.kiosk.last_heartbeat_at
     return None if at is None else at.timestamp()
+
+
+def _float_or_none(value: int | None) -> float | None:
+    return None if value is None else float(value)
 
 
 def _fleet_counts(snapshot: Snapshot) -> list[tuple[Pairs, float]]:
@@ -173,6 +179,24 @@ FAMILIES: tuple[KioskFamily | FleetFamily, ...] = (
     ),
     FleetFamily(names.FLEET, "Number of kiosks per status.", _fleet_counts),
     KioskFamily(
+        names.OFFLINE_WHILE_EXPECTED,
+        "Seconds offline while expected online (from the last heartbeat, the start of the"
+        " expected time or the service's return, whichever came last); 0 when online or"
+        " not expected; absent for never-connected kiosks.",
+        lambda j: _float_or_none(j.expected.offline_while_expected_seconds),
+    ),
+    KioskFamily(
+        names.EXPECTED_ONLINE,
+        "1 if the kiosk is expected online now: active, inside its schedule's hours, not"
+        " in maintenance.",
+        lambda j: 1.0 if j.expected.expectation.expected_online else 0.0,
+    ),
+    KioskFamily(
+        names.MAINTENANCE,
+        "1 if the kiosk is in a maintenance window now.",
+        lambda j: 1.0 if j.expected.expectation.in_maintenance else 0.0,
+    ),
+    KioskFamily(
         names.OUTDATED,
         "1 if the app version is older than latest_app_version.",
         lambda j: None if j.outdated is None else 1.0 if j.outdated else 0.0,
@@ -188,9 +212,13 @@ def identity(kiosk: KioskRecord) -> Pairs:
 
 
 def judge_fleet(
-    kiosks: Sequence[KioskRecord], now: datetime, threshold: float, latest: str | None
+    kiosks: Sequence[KioskRecord],
+    now: datetime,
+    threshold: float,
+    latest: str | None,
+    expected: FleetExpectation,
 ) -> list[Judged]:
-    """Every kiosk through the one status rule, at the same instant."""
+    """Every kiosk through the one status rule and the expected-hours rule, at one instant."""
     verdicts: dict[str | None, bool | None] = {}
     judged = []
     for kiosk in kiosks:
@@ -201,9 +229,10 @@ def judge_fleet(
             if version not in verdicts:
                 verdicts[version] = is_outdated(version, latest)
             outdated = verdicts[version]
+        status = classify(kiosk.is_active, seconds, threshold)
         fresh = kiosk.vitals if is_fresh(kiosk.vitals, now, threshold) else None
         judged.append(
-            Judged(kiosk, classify(kiosk.is_active, seconds, threshold), seconds, outdated, fresh)
+            Judged(kiosk, status, seconds, outdated, expected.judge(kiosk, status), fresh)
         )
     return judged
 
@@ -226,7 +255,10 @@ class FleetCollector(Collector):
         """Read every kiosk (the session ends here) and judge each at `now`."""
         now = self._clock() if now is None else now
         kiosks = self._store.list_kiosks()
-        return Snapshot(now, judge_fleet(kiosks, now, self._threshold, self._latest))
+        offline_before = now - timedelta(seconds=self._threshold)
+        facts = self._store.expectation_facts(now, offline_before=offline_before)
+        rule = FleetExpectation(facts, now)
+        return Snapshot(now, judge_fleet(kiosks, now, self._threshold, self._latest, rule))
 
     def describe(self) -> Iterator[Metric]:
         """Registering must not touch the database: describe from names alone."""

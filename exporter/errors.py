@@ -78,6 +78,16 @@ class EnrollmentRefused(ExporterError):
     """A used, expired, unknown or malformed enrollment code: all answer the same."""
 
 
+class ScheduleNotFound(ExporterError):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"no schedule named {name!r} (see `kiosk-exporter schedule list`)")
+
+
+class ScheduleConflict(ExporterError):
+    """A schedule name taken, or a schedule still in use."""
+
+
 class InvalidInput(ExporterError):
     """A client's input that is wrong; `field` names what, so the fix is obvious."""
 

@@ -144,7 +144,7 @@ class Management:
     def set_active(self, actor: Caller, kiosk_id: int, active: bool) -> KioskRecord:
         actor.require(Scope.ADMIN)
         self.get(actor, kiosk_id)
-        self._store.set_active(kiosk_id, active)
+        self._store.set_active(kiosk_id, active, now=self._clock(), actor=actor.name)
         return self._store.get_kiosk(kiosk_id)
 
     def rotate_key(self, actor: Caller, kiosk_id: int) -> Provisioned:

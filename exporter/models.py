@@ -10,9 +10,10 @@ from datetime import datetime
 from types import ModuleType
 from typing import Any
 
-from pony.orm import Database, Optional, PrimaryKey, Required, Set, composite_key
+from pony.orm import Database, Optional, PrimaryKey, Required, Set, composite_index, composite_key
 
 from .config import DatabaseUrl
+from .expected import HOURS_LIMIT, REASON_LIMIT, SCHEDULE_NAME_LIMIT
 from .fleetfile import LIMITS as KIOSK_TEXT_LIMITS
 from .payload import FIELD_LIMITS
 from .vitals import NETWORKS
@@ -68,6 +69,8 @@ def define_entities(db: Database) -> tuple[Any, Any, Any, Any]:
         boot_time = Optional(float, nullable=True)
         # Created by `simulate` (migration 0002): `kiosk remove --simulated` removes these.
         is_simulated = Required(bool, default=False)
+        # None: the built-in `always` schedule (expected all the time).
+        schedule_id = Optional(int, nullable=True)
 
     class Token(db.Entity):  # type: ignore[misc]
         _table_ = "backoffice_tokens"
@@ -102,7 +105,56 @@ def define_entities(db: Database) -> tuple[Any, Any, Any, Any]:
         created_at = Required(datetime, precision=6)
         composite_key(token_id, idempotency_key)
 
+    define_expectation_entities(db)
     return Kiosk, Token, TokenLocation, IdempotencyKey
+
+
+def define_expectation_entities(db: Database) -> None:
+    """Schedules, maintenance windows, the kiosk event log and the service's liveness
+    (migration 0003). Plain id columns, no Pony relations: the store reads and writes these
+    with short SQL, and an event outlives nothing it refers to."""
+
+    class Schedule(db.Entity):  # type: ignore[misc]
+        _table_ = "schedules"
+        id = PrimaryKey(int, auto=True)
+        name = Required(str, SCHEDULE_NAME_LIMIT, unique=True)
+        created_at = Required(datetime, precision=6)
+
+    class ScheduleVersion(db.Entity):  # type: ignore[misc]
+        _table_ = "schedule_versions"
+        id = PrimaryKey(int, auto=True)
+        schedule_id = Required(int)
+        valid_from = Required(datetime, precision=6)
+        timezone = Required(str, 64)
+        hours = Optional(str, HOURS_LIMIT, nullable=True)
+        composite_index(schedule_id, valid_from)
+
+    class MaintenanceWindow(db.Entity):  # type: ignore[misc]
+        _table_ = "maintenance_windows"
+        id = PrimaryKey(int, auto=True)
+        kiosk_id = Required(int)
+        starts_at = Required(datetime, precision=6)
+        ends_at = Required(datetime, precision=6, index=True)
+        reason = Optional(str, REASON_LIMIT, nullable=True)
+        composite_index(kiosk_id, ends_at)
+
+    class KioskEvent(db.Entity):  # type: ignore[misc]
+        _table_ = "kiosk_event"
+        id = PrimaryKey(int, auto=True)
+        kiosk_id = Required(int)
+        at = Required(datetime, precision=6)
+        kind = Required(str, 32)
+        actor = Optional(str, 128, nullable=True)
+        detail = Optional(str, 1024, nullable=True)
+        composite_index(kiosk_id, at)
+        composite_index(kind, kiosk_id, at)
+
+    class ServiceLiveness(db.Entity):  # type: ignore[misc]
+        _table_ = "service_liveness"
+        id = PrimaryKey(int, auto=True)
+        replica = Required(str, 128)
+        started_at = Required(datetime, precision=6)
+        last_seen_at = Required(datetime, precision=6, index=True)
 
 
 def open_database(url: DatabaseUrl, *, timeout_seconds: float) -> Schema:

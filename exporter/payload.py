@@ -32,6 +32,7 @@ from typing import Any
 
 from .clock import format_utc, parse_utc
 from .errors import InvalidHeartbeat, InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from .expected import KioskExpectation
 from .records import KioskRecord
 from .status import KioskState
 from .vitals import VITAL_CHECKS, cross_check, vitals_document
@@ -209,7 +210,9 @@ def parse_json_request(content_type: str | None, body: bytes) -> Any:
         raise InvalidInput("body", "JSON nested too deeply") from None
 
 
-def status_document(kiosk: KioskRecord, state: KioskState) -> dict[str, Any]:
+def status_document(
+    kiosk: KioskRecord, state: KioskState, expected: KioskExpectation
+) -> dict[str, Any]:
     """The status object the back office and tablets read; field names are a public contract."""
     return {
         "kiosk_id": kiosk.id,
@@ -223,6 +226,10 @@ def status_document(kiosk: KioskRecord, state: KioskState) -> dict[str, Any]:
         "offline_duration_seconds": state.offline_duration_seconds,
         "status": state.status.value,
         "vitals": vitals_document(kiosk.vitals),
+        "expected_online": expected.expectation.expected_online,
+        "schedule": expected.schedule,
+        "maintenance_until": format_utc(expected.expectation.maintenance_until),
+        "offline_while_expected_seconds": expected.offline_while_expected_seconds,
     }
 
 

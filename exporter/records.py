@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 
 class KioskRecord(NamedTuple):
@@ -23,6 +23,8 @@ class KioskRecord(NamedTuple):
     key_prefix: str
     # The latest vitals snapshot, None when the kiosk never sent one (see vitals.py).
     vitals: Vitals | None = None
+    # None: the built-in `always` schedule.
+    schedule_id: int | None = None
 
 
 class Vitals(NamedTuple):
@@ -83,3 +85,66 @@ class HeartbeatResult:
     outcome: Outcome
     # When rate limited: when the kiosk's previous accepted heartbeat arrived.
     previous_at: datetime | None = None
+
+
+class EventKind(str, Enum):
+    """What the kiosk event log records; the history judges the past from these."""
+
+    SCHEDULE_ASSIGNED = "schedule_assigned"
+    MAINTENANCE_STARTED = "maintenance_started"
+    MAINTENANCE_ENDED = "maintenance_ended"
+    ACTIVATED = "activated"
+    DEACTIVATED = "deactivated"
+
+
+@dataclass(frozen=True)
+class KioskEvent:
+    """One change of a kiosk, with when, who (None: not known) and the facts of the change."""
+
+    kiosk_id: int
+    at: datetime
+    kind: str
+    actor: str | None
+    detail: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class ScheduleVersion:
+    """A schedule's hours from `valid_from` on; hours None: removed from then on."""
+
+    schedule_id: int
+    valid_from: datetime
+    timezone: str
+    hours: str | None
+
+
+@dataclass(frozen=True)
+class ScheduleRecord:
+    """A schedule as it is now (its latest version) and how many kiosks follow it."""
+
+    id: int
+    name: str
+    timezone: str
+    hours: str
+    created_at: datetime
+    updated_at: datetime
+    kiosks: int
+
+
+@dataclass(frozen=True)
+class MaintenanceWindow:
+    id: int
+    kiosk_id: int
+    starts_at: datetime
+    ends_at: datetime
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class LivenessInterval:
+    """One replica's uninterrupted liveness: from its start to its last recorded tick."""
+
+    id: int
+    replica: str
+    started_at: datetime
+    last_seen_at: datetime

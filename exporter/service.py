@@ -6,7 +6,7 @@ import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from . import keys
@@ -25,6 +25,7 @@ from .errors import (
     UnknownToken,
     UnsupportedMediaType,
 )
+from .expected import FleetExpectation
 from .gate import DatabaseGate
 from .metrics import ServiceMetrics
 from .payload import (
@@ -49,7 +50,7 @@ log = logging.getLogger(__name__)
 # Raw query parameters as the framework gives them: one value, or a list when repeated.
 Query = Mapping[str, "str | list[str]"]
 NO_QUERY: QuerySpec = {}
-ALL_STATUS_QUERY: QuerySpec = {"status": True, "location": False}
+ALL_STATUS_QUERY: QuerySpec = {"status": True, "location": False, "expected": False}
 
 _REJECTION_REASONS: dict[type[ExporterError], str] = {
     UnknownKey: "auth",
@@ -228,20 +229,27 @@ class KioskService:
 
     def all_status(self, caller: Caller, query: Query | None = None) -> list[dict[str, Any]]:
         """Every kiosk the caller may see: a location-limited token sees only its own.
-        `?status=` repeated is a union; `?location=` an exact match."""
+        `?status=` repeated is a union; `?location=` an exact match; `?expected=true|false`
+        keeps the kiosks expected online now, or the others."""
         params = parse_query(query or {}, ALL_STATUS_QUERY)
         wanted = {_parse_status_filter(value) for value in params.get("status", []) if value}
         (location,) = params.get("location", [None])
+        (expected,) = params.get("expected", [None])
+        wanted_expected = _parse_bool("expected", expected)
         now = self.clock()
         documents = []
         with self.gate.slot():
             kiosks = self.store.list_kiosks(location=location or None)
+            rule = self._expectation(now)
         for kiosk in kiosks:
             if not caller.sees(kiosk.location):
                 continue
             state = self.judge(kiosk, now)
-            if not wanted or state.status in wanted:
-                documents.append(status_document(kiosk, state))
+            if wanted and state.status not in wanted:
+                continue
+            judged = rule.judge(kiosk, state.status)
+            if wanted_expected in (None, judged.expectation.expected_online):
+                documents.append(status_document(kiosk, state, judged))
         return documents
 
     def kiosk_status(
@@ -268,7 +276,16 @@ class KioskService:
         return caller
 
     def describe(self, kiosk: KioskRecord) -> dict[str, Any]:
-        return status_document(kiosk, self.judge(kiosk, self.clock()))
+        now = self.clock()
+        state = self.judge(kiosk, now)
+        with self.gate.slot():
+            rule = self._expectation(now, kiosk.id)
+        return status_document(kiosk, state, rule.judge(kiosk, state.status))
+
+    def _expectation(self, now: datetime, kiosk_id: int | None = None) -> FleetExpectation:
+        offline_before = now - timedelta(seconds=self.settings.online_threshold_seconds)
+        facts = self.store.expectation_facts(now, offline_before=offline_before, kiosk_id=kiosk_id)
+        return FleetExpectation(facts, now)
 
     def judge(self, kiosk: KioskRecord, now: datetime) -> KioskState:
         return judge(
@@ -284,6 +301,14 @@ class KioskService:
             raise ShuttingDown("this replica is stopping; send traffic to another")
         self.probe.check()
         return {"status": "ready"}
+
+
+def _parse_bool(name: str, value: str | None) -> bool | None:
+    if value is None or value == "":
+        return None
+    if value in ("true", "false"):
+        return value == "true"
+    raise InvalidInput(name, f"expected true or false, got {value!r}")
 
 
 def _parse_status_filter(value: str) -> KioskStatus:

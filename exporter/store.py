@@ -16,9 +16,11 @@ from .adminstore import ManagementStore
 from .clock import utc_now
 from .config import DatabaseUrl, parse_database_url
 from .errors import DuplicateName, KioskNotFound, StorageUnavailable, TokenNotFound
+from .eventstore import ExpectationStore
 from .gate import CallsInFlight
 from .models import Schema, open_database
 from .records import (
+    EventKind,
     HeartbeatResult,
     HeartbeatWrite,
     KioskRecord,
@@ -28,6 +30,7 @@ from .records import (
 )
 from .storebase import INTEGRITY_ERRORS as _INTEGRITY_ERRORS
 from .storebase import SqliteFile
+from .storebase import require_id as _require_id
 from .storebase import session as _session
 from .storebase import storage_errors as _storage_errors
 from .vitals import BOOT_TIME_TOLERANCE_SECONDS, VITAL_FIELDS
@@ -40,7 +43,7 @@ TOKEN_TOUCH_INTERVAL = timedelta(seconds=60)
 _VITAL_COLUMNS = ("vitals_reported_at", *VITAL_FIELDS)
 _KIOSK_COLUMNS = (
     "id, kiosk_name, location, is_active, created_at, last_heartbeat_at, "
-    f"app_version, device_info, key_prefix, {', '.join(_VITAL_COLUMNS)}, boot_time"
+    f"app_version, device_info, key_prefix, schedule_id, {', '.join(_VITAL_COLUMNS)}, boot_time"
 )
 _BOOLEAN_VITALS = tuple(
     Vitals._fields.index(name) for name in ("battery_charging", "app_in_foreground", "screen_on")
@@ -109,14 +112,7 @@ def _batch_update_args(rows: Sequence[tuple[Any, ...]], snapshots: Sequence[Vita
     return args
 
 
-def _require_id(kiosk_id: int) -> None:
-    """An id no row can have: a URL's /kiosk/99999999999999999999 overflowed the driver's
-    64-bit integer (a 500); it is simply not found."""
-    if not 0 < kiosk_id < 1 << 63:
-        raise KioskNotFound(kiosk_id)
-
-
-class Store(ManagementStore):
+class Store(ManagementStore, ExpectationStore):
     """The only owner of database sessions; see STYLE.md 'Short database sessions'."""
 
     def __init__(self, schema: Schema, url: DatabaseUrl) -> None:
@@ -166,16 +162,17 @@ class Store(ManagementStore):
         from_db, vitals = self._from_db, self._vitals
         records = []
         for row in self._rows(f"SELECT {_KIOSK_COLUMNS} FROM kiosks {where} ORDER BY id", params):
-            i, n, loc, act, cr, hb, ver, dev, pre = row[:9]
-            snapshot = None if row[9] is None else vitals(row)
+            i, n, loc, act, cr, hb, ver, dev, pre, sch = row[:10]
+            snapshot = None if row[10] is None else vitals(row)
+            created, heard = from_db(cr), from_db(hb)
             records.append(
-                KioskRecord(i, n, loc, bool(act), from_db(cr), from_db(hb), ver, dev, pre, snapshot)  # type: ignore[arg-type]
+                KioskRecord(i, n, loc, bool(act), created, heard, ver, dev, pre, snapshot, sch)  # type: ignore[arg-type]
             )
         return records
 
     def _vitals(self, row: Sequence[Any]) -> Vitals:
-        """The snapshot part of a kiosk row (after its 9 first columns)."""
-        values = list(row[9:])
+        """The snapshot part of a kiosk row (after its 10 first columns)."""
+        values = list(row[10:])
         values[0] = self._from_db(values[0])
         for n in _BOOLEAN_VITALS:  # SQLite and MySQL answer 0/1
             if values[n] is not None:
@@ -248,14 +245,20 @@ class Store(ManagementStore):
         *,
         now: datetime | None = None,
         simulated: bool = False,
+        schedules: Sequence[str | None] | None = None,
+        actor: str | None = None,
     ) -> list[tuple[KioskRecord, str]]:
-        """All kiosks in one transaction: a duplicate anywhere creates none of them.
-        `simulated` marks them as the simulator's (see remove_simulated_kiosks)."""
+        """All kiosks in one transaction: a duplicate anywhere creates none of them, nor does
+        an unknown schedule. `simulated` marks them as the simulator's (see
+        remove_simulated_kiosks); `schedules`, one per row: a schedule's name or None."""
         rows = list(rows)
         created_at = now or utc_now()
         try:
             with db_session:
                 created = [self._create_kiosk(n, loc, created_at, simulated) for n, loc in rows]
+                for (kiosk_id, _), name in zip(created, schedules or [], strict=False):
+                    if name is not None:
+                        self._put_on_schedule(kiosk_id, name, created_at, actor)
         except _INTEGRITY_ERRORS as exc:
             raise DuplicateName(self._duplicate_name(exc, rows)) from None
         by_id = {kiosk.id: kiosk for kiosk in self.list_kiosks()} if len(created) > 1 else {}
@@ -316,13 +319,28 @@ class Store(ManagementStore):
 
     @_storage_errors
     @_session
-    def set_active(self, kiosk_id: int, active: bool) -> None:
-        self._kiosk_entity(kiosk_id).is_active = active
+    def set_active(
+        self,
+        kiosk_id: int,
+        active: bool,
+        *,
+        now: datetime | None = None,
+        actor: str | None = None,
+    ) -> None:
+        """Activate or deactivate; a change (not a repeat) goes to the event log with it."""
+        kiosk = self._kiosk_entity(kiosk_id)
+        if bool(kiosk.is_active) == active:
+            return
+        kiosk.is_active = active
+        kind = EventKind.ACTIVATED if active else EventKind.DEACTIVATED
+        self._append_event(kiosk_id, kind, now or utc_now(), actor, None)
 
     @_storage_errors
     @_session
     def remove_kiosk(self, kiosk_id: int) -> None:
+        """The kiosk and its history: its events and maintenance windows go with it."""
         self._kiosk_entity(kiosk_id).delete()
+        self._forget_kiosk(kiosk_id)
 
     @_storage_errors
     @_session

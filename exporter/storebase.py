@@ -13,7 +13,7 @@ from typing import ParamSpec, TypeVar, cast
 from pony.orm import TransactionError, TransactionIntegrityError, db_session
 from pony.orm.dbapiprovider import DBException, IntegrityError
 
-from .errors import StorageUnavailable
+from .errors import KioskNotFound, StorageUnavailable
 from .gate import CallsInFlight
 from .logs import printable
 
@@ -22,6 +22,13 @@ log = logging.getLogger("exporter.store")
 INTEGRITY_ERRORS = (TransactionIntegrityError, IntegrityError)
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+def require_id(kiosk_id: int) -> None:
+    """An id no row can have: a URL's /kiosk/99999999999999999999 overflowed the driver's
+    64-bit integer (a 500); it is simply not found."""
+    if not 0 < kiosk_id < 1 << 63:
+        raise KioskNotFound(kiosk_id)
 
 
 def session(method: Callable[P, R]) -> Callable[P, R]:

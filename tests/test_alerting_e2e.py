@@ -301,7 +301,8 @@ def test_a_kiosk_silent_for_31_minutes_pages_and_resolves_when_it_comes_back(
     notes = page["annotations"]
     # humanizeDuration of ~1860 s: "31m 2s" (the seconds depend on when it fired).
     assert re.fullmatch(
-        rf"Kiosk {kiosk.name} \({kiosk.location}\) offline for 31m \d+s", notes["summary"]
+        rf"Kiosk {kiosk.name} \({kiosk.location}\) offline while expected for 31m \d+s",
+        notes["summary"],
     ), notes["summary"]
     assert kiosk.name in notes["description"] and kiosk.location in notes["description"]
     assert re.search(r"\b31m \d+s\b", notes["description"]), notes["description"]

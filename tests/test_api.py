@@ -64,6 +64,10 @@ def test_status_is_online_after_a_heartbeat(client, add_kiosk, clock):
         "offline_duration_seconds": None,
         "status": "online",
         "vitals": {},
+        "expected_online": True,
+        "schedule": None,
+        "maintenance_until": None,
+        "offline_while_expected_seconds": 0,
     }
 
 

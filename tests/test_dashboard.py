@@ -35,6 +35,9 @@ PUBLIC_METRICS = frozenset(
         "kiosk_active",
         "kiosk_info",
         "kiosk_app_version_outdated",
+        "kiosk_expected_online",
+        "kiosk_maintenance",
+        "kiosk_offline_while_expected_seconds",
         "kiosk_fleet_kiosks",
         "kiosk_battery_ratio",
         "kiosk_battery_charging",
@@ -68,7 +71,14 @@ FIXED_ALERTS = frozenset(
         "KioskExporterDown",
     }
 )
-STATUS_TEXTS = {"0": "Inactive", "1": "Online", "2": "Never connected", "3": "Offline"}
+STATUS_TEXTS = {
+    "0": "Inactive",
+    "1": "Online",
+    "2": "Never connected",
+    "3": "Offline",
+    "4": "Outside hours",
+    "5": "Maintenance",
+}
 
 # Variables Grafana defines itself (https://grafana.com/docs/grafana/latest/dashboards/
 # variables/add-template-variables/#global-variables) and the "All" token.

@@ -50,7 +50,9 @@ class Kiosk:
 
     name: str
     location: str
-    status_code: int  # 0 inactive, 1 online, 2 never connected, 3 offline (value mappings)
+    # 0 inactive, 1 online, 2 never connected, 3 offline, 4 outside hours, 5 maintenance
+    # (the value mappings)
+    status_code: int
     app_version: str | None = None
 
 
@@ -62,6 +64,9 @@ FLEET = (
     Kiosk("Floor2", "Building C - Floor 2", 3, LATEST_VERSION),
     Kiosk("New", "Building C - Floor 2", 2),
     Kiosk("Retired", "Building B - Floor 1", 0, "1.0.0"),
+    # Silent for 15 minutes like Floor2, but outside its hours or in maintenance: calm.
+    Kiosk("Night", "Building C - Floor 2", 4, LATEST_VERSION),
+    Kiosk("Repair", "Building A", 5, LATEST_VERSION),
 )
 LOCATIONS = {k.location for k in FLEET}
 # Device vitals the online tablets send: Entrance runs on battery, the others charge.
@@ -132,11 +137,21 @@ def seed(database: str) -> dict[str, tuple[int, str]]:
     store = open_store(database)
     try:
         created = {}
-        long_ago = datetime.now(timezone.utc) - timedelta(minutes=15)
+        now = datetime.now(timezone.utc)
+        long_ago = now - timedelta(minutes=15)
+        # Open one hour a week, two days from now: closed for the whole test.
+        closed_day = (now + timedelta(days=2)).strftime("%a")
+        store.add_schedule("closed", timezone="UTC", hours=f"{closed_day} 00:00-01:00", now=now)
         for kiosk in FLEET:
             record, key = store.add_kiosk(kiosk.name, kiosk.location)
             created[kiosk.name] = (record.id, key)
-            if kiosk.status_code in (0, 3):
+            if kiosk.status_code == 4:
+                store.assign_schedule(record.id, "closed", now=now)
+            if kiosk.status_code == 5:
+                store.start_maintenance(
+                    [record.id], starts_at=now, ends_at=now + timedelta(hours=2), reason="test"
+                )
+            if kiosk.status_code in (0, 3, 4, 5):
                 store.record_heartbeat(
                     record.id,
                     received_at=long_ago,
@@ -383,7 +398,7 @@ def test_template_variable_queries_list_the_fleet(stack: Stack) -> None:
     kiosks = stack.label_values(
         interpolate(variable_query(declared["kiosk"]), location=selection(["Building A"]))
     )
-    assert set(kiosks) == {"Entrance", "Exit (north)"}
+    assert set(kiosks) == {k.name for k in FLEET if k.location == "Building A"}
 
 
 def test_annotation_query_marks_firing_kiosk_alerts(stack: Stack) -> None:
@@ -403,7 +418,7 @@ def test_list_and_card_views_give_each_kiosk_its_true_status(stack: Stack) -> No
     for kiosk in FLEET:
         result = run_panel(stack, card, kiosk=selection([kiosk.name]))
         assert [float(s["value"][1]) for s in result["A"]] == [kiosk.status_code], kiosk
-        assert len(result["B"]) == (1 if kiosk.status_code in (0, 1, 3) else 0), kiosk
+        assert len(result["B"]) == (0 if kiosk.status_code == 2 else 1), kiosk
 
 
 def test_list_view_table_shows_one_row_per_kiosk_after_the_transformations(
@@ -437,7 +452,7 @@ def test_list_view_columns_hold_the_kiosks_facts(stack: Stack) -> None:
         ref: {s["metric"]["kiosk_name"]: s for s in samples} for ref, samples in results.items()
     }
     ages = {name: float(s["value"][1]) for name, s in by_name["B"].items()}
-    assert set(ages) == {"Entrance", "Cafeteria", "Exit (north)", "Floor2", "Retired"}
+    assert set(ages) == {k.name for k in FLEET if k.status_code != 2}
     assert all(ages[k.name] < 60 for k in FLEET if k.status_code == 1)
     assert 14 * 60 < ages["Floor2"] < 16 * 60
     info = by_name["C"]
@@ -489,7 +504,7 @@ def test_app_version_and_offline_panels_count_the_right_kiosks(stack: Stack) -> 
         s["metric"]["app_version"]: float(s["value"][1])
         for s in panel_samples(stack, "App versions now")
     }
-    assert versions == {LATEST_VERSION: 3, "1.1.0": 1, "1.0.0": 1, "none": 1}
+    assert versions == {LATEST_VERSION: 5, "1.1.0": 1, "1.0.0": 1, "none": 1}
     (outdated,) = panel_samples(stack, "Outdated kiosks")
     assert float(outdated["value"][1]) == 1
     offline = panel_samples(stack, "Offline now: for how long")

@@ -41,11 +41,14 @@ def render_fleet(heartbeats: dict[str, float | None], now: float) -> str:
     """Exposition for a small fleet; `heartbeats` maps kiosk_id to its last heartbeat time.
 
     Kiosks 1 and 2 are in the Lobby, 3-5 in the Hall; 4 never connected, 5 is deactivated.
-    Online follows the service's rule: active and heartbeat younger than 300 s.
+    Online follows the service's rule: active and heartbeat younger than 300 s; every kiosk
+    is on `always`, so an active kiosk is expected online and its offline-while-expected
+    figure is its heartbeat age once offline.
     """
     kiosks = [("1", "Lobby 1", "Lobby"), ("2", "Lobby 2", "Lobby"), ("3", "Hall 1", "Hall")]
     kiosks += [("4", "New", "Hall"), ("5", "Old", "Hall")]
-    lines = [f"# TYPE {m} gauge" for m in ("kiosk_active", "kiosk_online")]
+    metrics = ("kiosk_active", "kiosk_online", "kiosk_expected_online")
+    lines = [f"# TYPE {m} gauge" for m in (*metrics, "kiosk_offline_while_expected_seconds")]
     lines += ["# TYPE kiosk_last_heartbeat_timestamp_seconds gauge"]
     for kiosk_id, name, location in kiosks:
         labels = f'kiosk_id="{kiosk_id}",kiosk_name="{name}",location="{location}"'
@@ -54,8 +57,11 @@ def render_fleet(heartbeats: dict[str, float | None], now: float) -> str:
         online = active and seen is not None and now - seen < 300
         lines.append(f"kiosk_active{{{labels}}} {int(active)}")
         lines.append(f"kiosk_online{{{labels}}} {int(online)}")
+        lines.append(f"kiosk_expected_online{{{labels}}} {int(active)}")
         if seen is not None:
             lines.append(f"kiosk_last_heartbeat_timestamp_seconds{{{labels}}} {seen}")
+            waiting = now - seen if active and not online else 0
+            lines.append(f"kiosk_offline_while_expected_seconds{{{labels}}} {waiting}")
     lines.append("# TYPE kiosk_fleet_kiosks gauge")
     lines.append('kiosk_fleet_kiosks{status="online"} 2')
     lines.append('kiosk_exporter_build_info{version="0.0.0-test"} 1')
@@ -161,7 +167,9 @@ def test_offline_kiosk_pages_through_alertmanager_and_resolves(stack: Stack) -> 
     assert critical["receiver"] == "kiosk-pager"
     assert critical["labels"]["kiosk_name"] == "Lobby 2"
     assert critical["labels"]["location"] == "Lobby"
-    assert critical["annotations"]["summary"].startswith("Kiosk Lobby 2 (Lobby) offline for 31m")
+    assert critical["annotations"]["summary"].startswith(
+        "Kiosk Lobby 2 (Lobby) offline while expected for 31m"
+    )
     # The shipped prometheus.yml's external label: the service's default address.
     assert critical["annotations"]["runbook_url"] == "http://localhost:8000/runbook#kioskoffline"
     # 2/3 online is below 90 %: the availability warning goes to email.

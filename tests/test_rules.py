@@ -218,16 +218,21 @@ MUTATIONS = {
     "deactivated kiosks page": (
         r"last_over_time\(kiosk_active\[5m\]\) == 1",
         "kiosk_active >= 0",
-        "kiosk_offline vitals",
+        "vitals",
+    ),
+    "kiosks not expected online are counted or page": (
+        r"last_over_time\(kiosk_expected_online\[5m\]\) == 1",
+        "kiosk_expected_online >= 0",
+        "app_version",
+    ),
+    "offline counted from the last heartbeat": (
+        r"last_over_time\(kiosk_offline_while_expected_seconds\[5m\]\) > (\d+)",
+        r"(time() - last_over_time(kiosk_last_heartbeat_timestamp_seconds[5m])) > \1",
+        "kiosk_offline",
     ),
     "90% boundary": (r"< 0\.9\b", "<= 0.9", "fleet_availability"),
     "50% boundary": (r"< 0\.5\b", "<= 0.5", "fleet_availability"),
-    "never-connected kiosks count": (
-        r"\n\s*and on \(job, instance, kiosk_id\)\n\s*"
-        r"last_over_time\(kiosk_last_heartbeat_timestamp_seconds\[5m\]\)\n\s*\)",
-        "\n)",
-        "fleet_availability",
-    ),
+    "kiosks just past opening count as down": (r">= 300\b", ">= 0", "fleet_availability"),
     "outdated for": (r"for: 1h", "for: 50m", "app_version"),
     "exporter down for": (r"for: 2m", "for: 1m", "exporter_down"),
     "battery 20% boundary": (

@@ -12,6 +12,7 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import pytest
 
 from exporter.clock import utc_now
 from exporter.demo import DemoKiosk, provision
+from exporter.store import open_store
 from tests.support.browser import (
     OUTPUT,
     provision_fleet,
@@ -448,3 +450,37 @@ def test_order_is_longest_offline_first_then_by_name(page, demo):
     first, again = page.execute_async_script(script, documents)
     assert first == ["Zulu", "Kiosk-9", "abri", "Écran-Hall", "Kiosk-2", "kiosk-10"]
     assert again == first  # the remembered ranks give the same order
+
+
+def test_a_real_kiosk_outside_its_hours_or_in_maintenance_is_calm_on_the_page(browser, tmp_path):
+    """End to end with the service's own expected-hours fields: two kiosks silent for 15
+    minutes, one on a schedule closed now, one in maintenance, beside an online one."""
+    database = f"sqlite:///{tmp_path / 'kiosks.db'}"
+    store = open_store(database)
+    now = utc_now()
+    closed_day = (now + timedelta(days=2)).strftime("%a")
+    store.add_schedule("closed", timezone="UTC", hours=f"{closed_day} 00:00-01:00", now=now)
+    ids = {}
+    for name in ("Kiosk-Online", "Kiosk-Night", "Kiosk-Repair"):
+        kiosk, key = store.add_kiosk(name, "Building A", now=now)
+        ids[name] = (kiosk.id, key)
+        if name != "Kiosk-Online":
+            store.record_heartbeat(kiosk.id, received_at=now - timedelta(minutes=15))
+    store.assign_schedule(ids["Kiosk-Night"][0], "closed", now=now)
+    store.start_maintenance(
+        [ids["Kiosk-Repair"][0]], starts_at=now, ends_at=now + timedelta(hours=2)
+    )
+    token = store.add_token("page")[1]
+    store.close()
+    with RunningService(tmp_path, database=database) as service:
+        assert service.heartbeat(ids["Kiosk-Online"][1]).status == 200
+        sign_in(browser, service.url, token)
+        wait_for(lambda: len(names(browser)) == 3, what="the fleet")
+        summary = text(browser, "summary")
+        assert summary.startswith("1/1 online (100 %)"), summary
+        assert "0 offline" in summary and "2 outside hours / maintenance" in summary
+        by_name = dict(zip(names(browser), rows(browser), strict=True))
+        assert "Outside hours" in by_name["Kiosk-Night"]
+        assert "Maintenance" in by_name["Kiosk-Repair"]
+        for calm in ("Kiosk-Night", "Kiosk-Repair"):
+            assert "Offline" not in by_name[calm] and "⚠" not in by_name[calm], by_name[calm]
