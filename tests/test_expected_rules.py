@@ -148,7 +148,7 @@ def scraped(scenario: Scenario, now: datetime) -> float | None:
         None,
         None,
         "kk",
-        None if scenario.hours is None else 1,
+        schedule_id=None if scenario.hours is None else 1,
     )
     status = classify(True, heartbeat_age(kiosk.last_heartbeat_at, now), 300)
     return FleetExpectation(facts, now).judge(kiosk, status).offline_while_expected_seconds
