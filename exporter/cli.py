@@ -109,7 +109,6 @@ def build_parser() -> argparse.ArgumentParser:
             ("--location", {}),
             ("--schedule", {"help": "a schedule's name, or always (the default)"}),
         ],
-        json_output=True,
     )
     for action, handler, text in (
         ("rotate-key", cmd_kiosk_rotate, "issue a new API key; the old one stops working"),
@@ -203,7 +202,6 @@ def _add_kiosk_expected_commands(kiosk: Any, common: argparse.ArgumentParser) ->
             ("--reason", {}),
             ("--end", {"action": "store_true", "help": "end the kiosk's window now"}),
         ],
-        json_output=True,
     )
     _add(
         kiosk,
@@ -212,7 +210,6 @@ def _add_kiosk_expected_commands(kiosk: Any, common: argparse.ArgumentParser) ->
         common,
         "the kiosk's event log: schedule changes, maintenance, activation",
         [("id", {"type": int})],
-        json_output=True,
     )
 
 
@@ -233,7 +230,6 @@ def _add_schedule_commands(commands: Any, common: argparse.ArgumentParser) -> No
             (zone[0], {**zone[1], "required": True}),
             (hours[0], {**hours[1], "required": True}),
         ],
-        json_output=True,
     )
     _add(
         schedule,
@@ -242,9 +238,8 @@ def _add_schedule_commands(commands: Any, common: argparse.ArgumentParser) -> No
         common,
         "change a schedule's hours or zone from now on (the past keeps its hours)",
         [("name", {}), zone, hours],
-        json_output=True,
     )
-    _add(schedule, "list", cmd_schedule_list, common, "list schedules", [], json_output=True)
+    _add(schedule, "list", cmd_schedule_list, common, "list schedules", [])
     _add(
         schedule,
         "remove",
