@@ -209,11 +209,6 @@ MUTATIONS = {
         "kiosk_offline fleet_availability no_kiosk_online app_version",
     ),
     "warning offline threshold": (r"> 600\b", "> 590", "kiosk_offline"),
-    "offline alerts ignore the service's rule": (
-        r"\n\s*last_over_time\(kiosk_online\[5m\]\) == 0\n\s*and on \(job, instance, kiosk_id\)",
-        "",
-        "kiosk_offline",
-    ),
     "critical offline threshold": (r"> 1800\b", "> 1790", "kiosk_offline"),
     "deactivated kiosks page": (
         r"last_over_time\(kiosk_active\[5m\]\) == 1",
