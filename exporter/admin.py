@@ -197,15 +197,14 @@ def cmd_kiosk_update(args: argparse.Namespace, settings: Settings) -> int:
         raise InvalidInput(
             "--name/--location/--schedule", "kiosk update needs at least one of them"
         )
-    schedule = None if args.schedule is None else schedule_choice(args.schedule)
     changes = KioskChanges(
         name=None if args.name is None else clean_text("name", args.name, "--name"),
         location=(
             None if args.location is None else clean_text("location", args.location, "--location")
         ),
+        schedule=None if args.schedule is None else schedule_choice(args.schedule),
+        schedule_given=args.schedule is not None,
     )
-    if args.schedule is not None:
-        _store(settings).assign_schedule(args.id, schedule, now=utc_now(), actor=CLI_ACTOR.name)
     kiosk = _management(settings).update(CLI_ACTOR, args.id, changes)
     if args.json:
         _print_json(kiosk_row(kiosk))

@@ -36,7 +36,13 @@ class AdminKiosksResource:
         changes = parse_kiosk_document(read_json(req), creating=True)
         key = check_idempotency_key(req.get_header("Idempotency-Key"))
         assert changes.name is not None and changes.location is not None
-        made = self._management.create(caller, changes.name, changes.location, idempotency_key=key)
+        made = self._management.create(
+            caller,
+            changes.name,
+            changes.location,
+            schedule=changes.schedule,
+            idempotency_key=key,
+        )
         resp.status = 201
         resp.location = f"/admin/kiosks/{made.kiosk.id}"
         if made.replayed:

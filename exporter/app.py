@@ -31,6 +31,7 @@ from .errors import (
     MissingScope,
     PayloadTooLarge,
     RateLimited,
+    ScheduleNotFound,
     ShuttingDown,
     StorageUnavailable,
     TooManyGuesses,
@@ -79,6 +80,7 @@ _ERROR_STATUS: dict[type[ExporterError], tuple[int, str]] = {
     MissingScope: (403, "Token scope does not allow this"),
     LocationForbidden: (403, "Token is limited to other locations"),
     KioskNotFound: (404, "Kiosk not found"),
+    ScheduleNotFound: (400, "Unknown schedule"),
     DuplicateName: (409, "Duplicate kiosk name"),
     IdempotencyMismatch: (422, "Idempotency-Key reused for another request"),
     InvalidInput: (400, "Invalid request"),
@@ -226,6 +228,8 @@ def _handle_domain_error(
         body["field"] = exc.field
     if isinstance(exc, DuplicateName):
         body["field"] = "name"
+    if isinstance(exc, ScheduleNotFound):
+        body["field"] = "schedule"
     if isinstance(exc, MissingScope):
         body["required_scope"] = exc.needed
     if isinstance(exc, RateLimited | StorageUnavailable | ShuttingDown):

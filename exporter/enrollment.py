@@ -20,6 +20,7 @@ from .errors import EnrollmentRefused, InvalidInput, TooManyGuesses
 from .fleetfile import text_problem
 from .metrics import ServiceMetrics
 from .payload import FIELD_LIMITS, parse_json_request
+from .records import EventKind
 from .store import Store
 
 _FIELDS = ("code", "device_info")
@@ -111,6 +112,9 @@ class Enroller:
             raise EnrollmentRefused("unknown, used or expired enrollment code")
         self.metrics.enrollment_attempt("enrolled")
         kiosk_id, api_key = enrolled
+        # Actor None: the tablet itself, known only by the code it spent.
+        detail = {"device_info": device_info} if device_info else None
+        self.store.append_event(kiosk_id, EventKind.ENROLLED, at=now, detail=detail)
         return {
             "kiosk_id": kiosk_id,
             "api_key": api_key,

@@ -95,6 +95,13 @@ class EventKind(str, Enum):
     MAINTENANCE_ENDED = "maintenance_ended"
     ACTIVATED = "activated"
     DEACTIVATED = "deactivated"
+    # Management (#18): who created, renamed, moved, re-keyed or enrolled a kiosk, and when.
+    CREATED = "created"
+    RENAMED = "renamed"
+    MOVED = "moved"
+    KEY_ROTATED = "key_rotated"
+    ENROLLMENT_CODE_ISSUED = "enrollment_code_issued"
+    ENROLLED = "enrolled"
 
 
 @dataclass(frozen=True)

@@ -399,3 +399,51 @@ def test_real_answers_of_the_management_and_enrollment_routes_match_the_document
     assert statuses[("POST", "/admin/kiosks")] == {201, 400, 401, 403, 409, 413, 415, 422}
     assert statuses[("POST", "/kiosk/enroll")] == {200, 400, 401, 429}
     assert statuses[("DELETE", one)] == {204, 404}
+
+
+# -- the kiosk event log (#13's) -----------------------------------------------------------------
+
+
+def test_each_change_is_in_the_kiosk_event_log_with_the_tokens_name(client, admin, store, clock):
+    store.add_schedule("office", timezone="Europe/Paris", hours="Mon-Fri 07:00-20:00", now=clock())
+    made = call(
+        client, admin, "POST", "/admin/kiosks",
+        {"name": "Kiosk-A", "location": "Building A", "schedule": "office"},
+    )  # fmt: skip
+    assert (made.status_code, made.json["schedule"]) == (201, "office")
+    path = f"/admin/kiosks/{made.json['kiosk_id']}"
+    clock.advance(60)
+    changed = call(
+        client, admin, "PATCH", path, {"name": "Kiosk-B", "location": "Annex", "schedule": None}
+    )
+    assert (changed.status_code, changed.json["schedule"]) == (200, None)
+    call(client, admin, "POST", path + "/deactivate")
+    call(client, admin, "POST", path + "/rotate-key")
+    code = call(client, admin, "POST", path + "/rotate-key").json["enrollment"]["code"]
+    client.simulate_post("/kiosk/enroll", json={"code": code, "device_info": "Tab A9"})
+    events = [(e.kind, e.actor) for e in store.kiosk_events(made.json["kiosk_id"])]
+    assert events == [
+        ("created", "ops-admin"),
+        ("schedule_assigned", "ops-admin"),
+        ("schedule_assigned", "ops-admin"),
+        ("renamed", "ops-admin"),
+        ("moved", "ops-admin"),
+        ("deactivated", "ops-admin"),
+        ("key_rotated", "ops-admin"),
+        ("key_rotated", "ops-admin"),
+        ("enrolled", None),
+    ]
+    renamed = store.kiosk_events(made.json["kiosk_id"])[3]
+    assert renamed.detail == {"from": "Kiosk-A", "to": "Kiosk-B"}
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])  # validation: the database adds nothing
+@pytest.mark.parametrize(("schedule", "status"), [("nights", 400), (7, 400), ("always", 201)])
+def test_a_schedule_is_a_known_name_or_always(client, admin, schedule, status):
+    reply = call(
+        client, admin, "POST", "/admin/kiosks",
+        {"name": "Kiosk-A", "location": "Building A", "schedule": schedule},
+    )  # fmt: skip
+    assert reply.status_code == status
+    if status == 400:
+        assert reply.json["field"] == "schedule"
