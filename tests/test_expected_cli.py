@@ -55,7 +55,8 @@ def test_schedules_add_list_update_remove_and_kiosks_on_them(cli):
     assert cli("schedule", "remove", "office")[0] == 0
     assert json.loads(cli("schedule", "list", "--json")[1]) == []
     code, out, _ = cli("kiosk", "events", str(kiosk_id), "--json")
-    events = json.loads(out)
+    created, *events = json.loads(out)
+    assert (created["kind"], created["actor"]) == ("created", "cli")  # kiosk add, #18
     assert [(e["kind"], e["actor"], e["detail"]["schedule"]) for e in events] == [
         ("schedule_assigned", "cli", "office"),
         ("schedule_assigned", "cli", None),
@@ -119,7 +120,7 @@ def test_maintenance_on_a_kiosk_or_a_location_and_its_early_end(cli, database_ur
     assert cli("kiosk", "maintenance", "999", "--for", "1h")[0] == 1
     kinds = [e["kind"] for e in json.loads(cli("kiosk", "events", str(first), "--json")[1])]
     # --end ends every window in progress on the kiosk (its own and its location's).
-    assert kinds == ["maintenance_started"] * 2 + ["maintenance_ended"] * 2
+    assert kinds == ["created"] + ["maintenance_started"] * 2 + ["maintenance_ended"] * 2
     store = open_store(database_url)
     try:
         now = datetime.now(timezone.utc)
