@@ -146,7 +146,9 @@ def create_app(
         min_interval_seconds=settings.min_heartbeat_interval_seconds,
         wait_timeout_seconds=writer_wait_seconds(settings.database_timeout_seconds),
     )
-    probe = ReadinessProbe(store.probe_write, finish=store.close)
+    # /readyz's write is this replica's liveness row: a real row, committed like a heartbeat.
+    liveness = LivenessLoop(store, clock, replica=replica_name())
+    probe = ReadinessProbe(liveness.record, finish=store.close)
     stopping = threading.Event()
     gate = DatabaseGate(
         settings.threads - reserved_threads(settings.threads),
@@ -182,7 +184,6 @@ def create_app(
     wsgi.add_error_handler(Exception, _handle_unexpected)
     writer.start()
     probe.start()
-    liveness = LivenessLoop(store, clock, replica=replica_name())
     return Application(
         wsgi=wsgi,
         writer=writer,

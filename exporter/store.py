@@ -192,20 +192,6 @@ class Store(ManagementStore, ExpectationStore):
 
     # -- health -----------------------------------------------------------------------------
 
-    @_storage_errors
-    @_session
-    def probe_write(self) -> None:
-        """The readiness probe's write, committed like a heartbeat's. A transaction that
-        changes nothing commits nothing, so on a full disk it succeeds while heartbeats
-        fail: on SQLite the probe rewrites the file header's user_version (same value: one
-        page written to the WAL, as a heartbeat writes). TEMPORARY, until the service's
-        liveness row (issue #13) lands and becomes the probe's write on every database."""
-        self._db.execute("UPDATE kiosks SET id = id WHERE id < 0")
-        if self._sqlite:
-            cursor = self._db.get_connection().cursor()
-            version = cursor.execute("PRAGMA user_version").fetchone()[0]
-            cursor.execute(f"PRAGMA user_version = {int(version)}")
-
     # -- kiosks: reads ------------------------------------------------------------------------
 
     @_storage_errors

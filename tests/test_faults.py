@@ -96,7 +96,7 @@ def test_a_removed_database_folder_is_503_with_one_log_line(tmp_path: Path, remo
         if removal != "deleted":
             away.rename(folder)  # the same file back at its path: the service resumes
             assert_recovers(svc, ledger)
-    lines = [line for line in svc.log_lines if "removed or replaced" in line]
+    lines = [line for line in svc.log_lines if "removed or replaced while serving" in line]
     assert len(lines) == 1, svc.log_lines
     assert str(folder / "kiosks.db") in lines[0]
 
