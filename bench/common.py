@@ -114,7 +114,9 @@ def start_exporter(
     threads: int,
     env: dict[str, str] | None = None,
     serve_args: list[str] | None = None,
+    root: Path = ROOT,
 ) -> Server:
+    """The service as a process; `root` another checkout of it (a before/after comparison)."""
     port = free_port()
     log = (workdir / "server.log").open("ab")
     variables = {
@@ -137,7 +139,7 @@ def start_exporter(
         str(port),
         *(serve_args or []),
     ]
-    process = subprocess.Popen(command, stdout=log, stderr=log, env=variables, cwd=ROOT)
+    process = subprocess.Popen(command, stdout=log, stderr=log, env=variables, cwd=root)
     return _ready(Server(process, port))
 
 

@@ -48,9 +48,19 @@ def _report(args: argparse.Namespace, message: str, result: dict[str, Any]) -> N
 
 
 def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
-    """stdout lists the migrations applied now: nothing when the schema was current."""
+    """stdout lists the migrations applied now: nothing when the schema was current.
+
+    Then every kiosk offline now gets its ongoing outage (what serve's liveness tick does
+    every 5 s), so one offline at the upgrade that brings history is not missed."""
     url = settings.database_url
     applied = schema.upgrade(url, timeout_seconds=settings.database_timeout_seconds)
+    store = _store(settings)
+    try:
+        store.open_outages(
+            now=utc_now(), online_threshold_seconds=settings.online_threshold_seconds
+        )
+    finally:
+        store.close()
     state = schema.status(url, timeout_seconds=settings.database_timeout_seconds)
     if getattr(args, "json", False):
         _print_json(

@@ -41,6 +41,7 @@ from .errors import (
 )
 from .exposition import FleetPage, LocalFleetPage
 from .gate import DatabaseGate, reserved_threads
+from .history import HistoryKeeper, HistoryService
 from .liveness import LivenessLoop, replica_name
 from .logs import printable
 from .management import Management
@@ -49,8 +50,11 @@ from .payload import DIAGNOSTIC_FIELDS
 from .readiness import ReadinessProbe
 from .resources import (
     AllStatusResource,
+    FleetAvailabilityResource,
     HealthResource,
     HeartbeatResource,
+    KioskAvailabilityResource,
+    KioskOutagesResource,
     KioskResource,
     KioskStatusResource,
     MetricsResource,
@@ -144,6 +148,7 @@ def create_app(
     writer = HeartbeatWriter(
         store,
         min_interval_seconds=settings.min_heartbeat_interval_seconds,
+        online_threshold_seconds=settings.online_threshold_seconds,
         wait_timeout_seconds=writer_wait_seconds(settings.database_timeout_seconds),
     )
     # /readyz's write is this replica's liveness row: a real row, committed like a heartbeat.
@@ -170,6 +175,12 @@ def create_app(
     wsgi.add_route("/kiosk/{kiosk_id:int}", KioskResource(service))
     add_admin_routes(wsgi, service, Management(store, settings, clock))
     wsgi.add_route("/kiosk/enroll", EnrollResource(Enroller(store, settings, clock, metrics)))
+    history = HistoryService(store, settings, clock)
+    wsgi.add_route("/kiosk/availability", FleetAvailabilityResource(service, history))
+    wsgi.add_route("/kiosk/{kiosk_id:int}/outages", KioskOutagesResource(service, history))
+    wsgi.add_route(
+        "/kiosk/{kiosk_id:int}/availability", KioskAvailabilityResource(service, history)
+    )
     wsgi.add_route("/healthz", HealthResource())
     wsgi.add_route("/readyz", ReadyResource(service))
     wsgi.add_route(
@@ -184,6 +195,9 @@ def create_app(
     wsgi.add_error_handler(Exception, _handle_unexpected)
     writer.start()
     probe.start()
+    # The history's periodic work (open outages, fold counter totals, purge) in the same loop.
+    keeper = HistoryKeeper(store, settings, clock)
+    liveness.add_job(lambda now: keeper.tick())
     return Application(
         wsgi=wsgi,
         writer=writer,

@@ -184,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add(token, "revoke", cmd_token_revoke, common, "revoke a token", [("id", {"type": int})])
     _add_db_commands(commands, common)
     _add_tablet_commands(commands, common)
+    _add_report_command(commands, common)
     return parser
 
 
@@ -248,6 +249,15 @@ def _add_schedule_commands(commands: Any, common: argparse.ArgumentParser) -> No
         "remove a schedule (refused while a kiosk is on it)",
         [("name", {})],
     )
+
+
+def _add_report_command(commands: Any, common: argparse.ArgumentParser) -> None:
+    from . import report
+
+    text = "availability report (SLA): per kiosk and fleet, e.g. --month 2026-11"
+    parser = commands.add_parser("report", parents=[common], help=text, description=text)
+    report.add_arguments(parser)
+    parser.set_defaults(handler=report.cmd_report)
 
 
 def _add_db_commands(commands: Any, common: argparse.ArgumentParser) -> None:

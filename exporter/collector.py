@@ -9,18 +9,24 @@ Both renderers read the same table: the fast one in exposition.py that serves /m
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from . import metrics as names
 from .clock import Clock
 from .config import Settings
 from .expected import FleetExpectation, KioskExpectation
+from .history import HistoryService, Totals
 from .records import KioskRecord, Vitals
 from .status import KioskStatus, classify, heartbeat_age, is_outdated
 from .store import Store
@@ -40,6 +46,7 @@ class Judged(NamedTuple):
     # The vitals snapshot while younger than the online threshold, else None: a dead
     # tablet's last battery reading is not its battery now.
     vitals: Vitals | None = None
+    totals: Totals | None = None  # outage history counters; None: never observed
 
 
 @dataclass(frozen=True)
@@ -57,7 +64,7 @@ class KioskFamily:
     name: str
     documentation: str
     value: Callable[[Judged], float | None]  # None: this kiosk has no sample
-    kind: str = "gauge"  # "gauge" or "info"
+    kind: str = "gauge"  # "gauge", "counter" (name ending _total) or "info"
     details: Callable[[Judged], Pairs] | None = None  # labels after the identity ones
     wanted: Callable[[Settings], bool] = lambda settings: True
 
@@ -202,6 +209,25 @@ FAMILIES: tuple[KioskFamily | FleetFamily, ...] = (
         lambda j: None if j.outdated is None else 1.0 if j.outdated else 0.0,
         wanted=lambda settings: settings.latest_app_version is not None,
     ),
+    # The outage history's counters (exporter/history.py), from persisted times only.
+    KioskFamily(
+        names.OFFLINE_SECONDS,
+        "Seconds the status rule said offline (outage downtime), from persisted times.",
+        lambda j: None if j.totals is None else j.totals.downtime_us / 1e6,
+        kind="counter",
+    ),
+    KioskFamily(
+        names.OBSERVED_SECONDS,
+        "Seconds observed since the first heartbeat (active, expected, service listening).",
+        lambda j: None if j.totals is None else j.totals.observed_us / 1e6,
+        kind="counter",
+    ),
+    KioskFamily(
+        names.OUTAGES,
+        "Outages that began to count, the ongoing one included.",
+        lambda j: None if j.totals is None else float(j.totals.outages),
+        kind="counter",
+    ),
     *_vital_families(),
 )
 
@@ -217,8 +243,11 @@ def judge_fleet(
     threshold: float,
     latest: str | None,
     expected: FleetExpectation,
+    totals: Mapping[int, Totals] | None = None,
 ) -> list[Judged]:
-    """Every kiosk through the one status rule and the expected-hours rule, at one instant."""
+    """Every kiosk through the one status rule and the expected-hours rule, at one instant;
+    `totals` are the outage history's counters by kiosk id."""
+    totals = totals or {}
     verdicts: dict[str | None, bool | None] = {}
     judged = []
     for kiosk in kiosks:
@@ -232,7 +261,15 @@ def judge_fleet(
         status = classify(kiosk.is_active, seconds, threshold)
         fresh = kiosk.vitals if is_fresh(kiosk.vitals, now, threshold) else None
         judged.append(
-            Judged(kiosk, status, seconds, outdated, expected.judge(kiosk, status), fresh)
+            Judged(
+                kiosk,
+                status,
+                seconds,
+                outdated,
+                expected.judge(kiosk, status),
+                fresh,
+                totals.get(kiosk.id),
+            )
         )
     return judged
 
@@ -249,6 +286,7 @@ class FleetCollector(Collector):
         self._threshold = settings.online_threshold_seconds
         self._latest = settings.latest_app_version
         self._clock = clock
+        self._history = HistoryService(store, settings, clock)
         self.families_wanted = [f for f in FAMILIES if f.wanted(settings)]
 
     def snapshot(self, now: datetime | None = None) -> Snapshot:
@@ -258,7 +296,8 @@ class FleetCollector(Collector):
         offline_before = now - timedelta(seconds=self._threshold)
         facts = self._store.expectation_facts(now, offline_before=offline_before)
         rule = FleetExpectation(facts, now)
-        return Snapshot(now, judge_fleet(kiosks, now, self._threshold, self._latest, rule))
+        totals = self._history.counters(now)
+        return Snapshot(now, judge_fleet(kiosks, now, self._threshold, self._latest, rule, totals))
 
     def describe(self) -> Iterator[Metric]:
         """Registering must not touch the database: describe from names alone."""
@@ -282,7 +321,7 @@ class Family:
 
     name: str
     documentation: str
-    kind: str  # "gauge" or "info"
+    kind: str  # "gauge", "counter" or "info"
     samples: list[tuple[Pairs, float]] = field(default_factory=list)
 
 
@@ -308,6 +347,11 @@ def to_client_family(family: Family) -> Metric:
             info.add_metric([], dict(labels))
         return info
     label_names = [k for k, _ in family.samples[0][0]] if family.samples else None
+    if family.kind == "counter":
+        counter = CounterMetricFamily(family.name, family.documentation, labels=label_names)
+        for labels, value in family.samples:
+            counter.add_metric([v for _, v in labels], value)
+        return counter
     gauge = GaugeMetricFamily(family.name, family.documentation, labels=label_names)
     for labels, value in family.samples:
         gauge.add_metric([v for _, v in labels], value)

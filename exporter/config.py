@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
@@ -69,6 +70,10 @@ class Settings:
     # The reverse proxy whose X-Forwarded-For waitress trusts for the client address.
     trusted_proxy: str | None = None
     trusted_proxy_count: int = 1
+    # Outage history: day buckets and bare dates (YYYY-MM-DD) are in this IANA zone.
+    report_timezone: str = "UTC"
+    # Outages older than this are purged once a day by serve; 0 keeps them forever.
+    outage_retention_days: int = 400
 
     @property
     def database_url(self) -> DatabaseUrl:
@@ -268,6 +273,7 @@ _MINIMUMS: dict[str, float] = {
     "min_heartbeat_interval_seconds": 0,
     "database_timeout_seconds": 0.1,
     "enrollment_code_ttl_seconds": 60,
+    "outage_retention_days": 0,
 }
 
 
@@ -303,6 +309,8 @@ def _coerce(name: str, value: Any) -> Any:
         return text.upper()
     if name == "database":
         parse_database_url(text)
+    if name == "report_timezone":
+        time_zone(text)
     if name == "latest_app_version":
         if not isinstance(value, str):
             # YAML reads 1.10 as the number 1.1: only a quoted version means what it says.
@@ -346,6 +354,14 @@ def _origins(value: Any) -> tuple[str, ...]:
             )
         origins.append(origin)
     return tuple(origins)
+
+
+def time_zone(name: str) -> ZoneInfo:
+    """An IANA zone such as Europe/Paris, or ValueError saying the name is not one."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValueError(f"{name!r} is not an IANA time zone such as Europe/Paris") from None
 
 
 def _number(value: Any, kind: type) -> int | float:

@@ -83,9 +83,11 @@ class FleetText:
         identities = self._identity_texts(snapshot)
         lines: list[str] = []
         for family in self._families:
-            name, kind = family.name, "gauge"
+            name, kind = family.name, "counter" if family.kind == "counter" else "gauge"
             if family.kind == "info" and openmetrics:
                 name, kind = name.removesuffix("_info"), "info"
+            if kind == "counter" and openmetrics:
+                name = name.removesuffix("_total")
             lines.append(f"# HELP {name} {escape_help(family.documentation)}")
             lines.append(f"# TYPE {name} {kind}")
             if isinstance(family, FleetFamily):

@@ -106,6 +106,7 @@ def define_entities(db: Database) -> tuple[Any, Any, Any, Any]:
         composite_key(token_id, idempotency_key)
 
     define_expectation_entities(db)
+    define_history_entities(db)
     return Kiosk, Token, TokenLocation, IdempotencyKey
 
 
@@ -155,6 +156,46 @@ def define_expectation_entities(db: Database) -> None:
         replica = Required(str, 128)
         started_at = Required(datetime, precision=6)
         last_seen_at = Required(datetime, precision=6, index=True)
+
+
+def define_history_entities(db: Database) -> tuple[Any, Any, Any]:
+    """Outage history (migration 0004). `kiosk_id` is a plain column, not a Pony relation:
+    the heartbeat path writes these rows with raw SQL, and removing a kiosk deletes them
+    explicitly (store.remove_kiosk)."""
+
+    class Outage(db.Entity):  # type: ignore[misc]
+        _table_ = "outages"
+        id = PrimaryKey(int, auto=True)
+        kiosk_id = Required(int)
+        # The last heartbeat before the gap; with kiosk_id, what makes two replicas
+        # opening the same outage write one row.
+        started_at = Required(datetime, precision=6)
+        offline_at = Required(datetime, precision=6)
+        ended_at = Optional(datetime, precision=6, nullable=True, index=True)
+        composite_key(kiosk_id, started_at)
+        composite_index(kiosk_id, offline_at)
+
+    class KioskHistory(db.Entity):  # type: ignore[misc]
+        """Per kiosk: when observation began (first heartbeat, or the upgrade that brought
+        history), and the counters' totals, exact up to `through_at` (microseconds)."""
+
+        _table_ = "kiosk_history"
+        kiosk_id = PrimaryKey(int, auto=False)
+        observed_since = Required(datetime, precision=6)
+        through_at = Optional(datetime, precision=6, nullable=True)
+        downtime_us = Required(int, size=64, default=0)
+        observed_us = Required(int, size=64, default=0)
+        outages = Required(int, size=64, default=0)
+
+    class HistoryState(db.Entity):  # type: ignore[misc]
+        """One row: when history began (the upgrade) and up to when it was purged."""
+
+        _table_ = "history_state"
+        id = PrimaryKey(int, auto=False)
+        started_at = Required(datetime, precision=6)
+        purged_before = Optional(datetime, precision=6, nullable=True)
+
+    return Outage, KioskHistory, HistoryState
 
 
 def open_database(url: DatabaseUrl, *, timeout_seconds: float) -> Schema:

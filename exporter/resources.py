@@ -20,7 +20,8 @@ from .exposition import (
     negotiate,
     service_text,
 )
-from .payload import MAX_BODY_BYTES, status_etag
+from .history import HistoryService, Window
+from .payload import MAX_BODY_BYTES, parse_query, status_etag
 from .service import KioskService
 
 KEY_HEADER = "X-Kiosk-API-Key"
@@ -99,6 +100,61 @@ class KioskResource:
         self, req: falcon.Request, resp: falcon.Response, caller: Caller, kiosk_id: int
     ) -> None:
         resp.media = self.service.kiosk_status(caller, kiosk_id, req.params)
+
+
+def query(req: falcon.Request, allowed: tuple[str, ...]) -> dict[str, str | None]:
+    """Single-valued parameters through the one query check (payload.parse_query)."""
+    values = parse_query(req.params, dict.fromkeys(allowed, False))
+    return {name: values[name][0] if name in values else None for name in allowed}
+
+
+class _HistoryResource:
+    """Back-office history endpoints (read scope): validate the query, read the window."""
+
+    parameters: tuple[str, ...] = ("since", "until")
+
+    def __init__(self, service: KioskService, history: HistoryService) -> None:
+        self.service = service
+        self._history = history
+
+    def _read(self, req: falcon.Request) -> tuple[Window, dict[str, str | None]]:
+        params = query(req, self.parameters)
+        return self._history.window(params["since"], params["until"]), params
+
+
+class KioskOutagesResource(_HistoryResource):
+    """GET /kiosk/{kiosk_id}/outages?since=&until="""
+
+    @require_token(Scope.READ)
+    def on_get(
+        self, req: falcon.Request, resp: falcon.Response, caller: Caller, kiosk_id: int
+    ) -> None:
+        window, _ = self._read(req)
+        resp.media = self._history.kiosk_outages(kiosk_id, window, caller)
+
+
+class FleetAvailabilityResource(_HistoryResource):
+    """GET /kiosk/availability?since=&until=&location="""
+
+    parameters = ("since", "until", "location")
+
+    @require_token(Scope.READ)
+    def on_get(self, req: falcon.Request, resp: falcon.Response, caller: Caller) -> None:
+        window, params = self._read(req)
+        resp.media = self._history.fleet_availability(window, params["location"], caller)
+
+
+class KioskAvailabilityResource(_HistoryResource):
+    """GET /kiosk/{kiosk_id}/availability?since=&until=&bucket=day"""
+
+    parameters = ("since", "until", "bucket")
+
+    @require_token(Scope.READ)
+    def on_get(
+        self, req: falcon.Request, resp: falcon.Response, caller: Caller, kiosk_id: int
+    ) -> None:
+        window, params = self._read(req)
+        resp.media = self._history.kiosk_availability(kiosk_id, window, params["bucket"], caller)
 
 
 class HealthResource:

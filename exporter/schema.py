@@ -166,6 +166,15 @@ def require_current(
     asked (`serve --upgrade`), because on a shared server migrations are a deploy step.
     """
     found = status(url, timeout_seconds=timeout_seconds)
+    if found.pending and not found.empty and not upgrade_pending:
+        # Maybe another process is migrating it right now (`serve --workers` on a new SQLite
+        # file: one worker's upgrade is half done when the next looks): judge again once
+        # yoyo's lock, held for a whole upgrade, is free.
+        with (
+            connect(url, timeout_seconds=timeout_seconds) as backend,
+            backend.lock(timeout=LOCK_TIMEOUT_SECONDS),
+        ):
+            found = _status(backend, migrations_for(url))
     if found.pending and (upgrade_pending or (url.provider == "sqlite" and found.empty)):
         if url.provider == "sqlite" and found.empty and not upgrade_pending:
             # A mistyped path would otherwise serve an empty fleet without a word.

@@ -14,10 +14,11 @@ from pony.orm.dbapiprovider import DBException
 from . import keys, schema
 from .adminstore import ManagementStore
 from .clock import utc_now
-from .config import DatabaseUrl, parse_database_url
+from .config import DatabaseUrl, Settings, parse_database_url
 from .errors import DuplicateName, KioskNotFound, StorageUnavailable, TokenNotFound
 from .eventstore import ExpectationStore
 from .gate import CallsInFlight
+from .history_store import HistoryQueries
 from .models import Schema, open_database
 from .records import (
     EventKind,
@@ -36,6 +37,7 @@ from .storebase import storage_errors as _storage_errors
 from .vitals import BOOT_TIME_TOLERANCE_SECONDS, VITAL_FIELDS
 
 log = logging.getLogger(__name__)
+DEFAULT_THRESHOLD_SECONDS = Settings.online_threshold_seconds
 
 # Writing last_used_at on every back-office call would turn reads into writes.
 TOKEN_TOUCH_INTERVAL = timedelta(seconds=60)
@@ -112,14 +114,19 @@ def _batch_update_args(rows: Sequence[tuple[Any, ...]], snapshots: Sequence[Vita
     return args
 
 
-class Store(ManagementStore, ExpectationStore):
+class Store(ManagementStore, ExpectationStore, HistoryQueries):
     """The only owner of database sessions; see STYLE.md 'Short database sessions'."""
 
-    def __init__(self, schema: Schema, url: DatabaseUrl) -> None:
+    def __init__(self, schema: Schema, url: DatabaseUrl, timeout_seconds: float = 5.0) -> None:
         self._schema = schema
         self._db = schema.db
         self._url = url
+        self._provider = url.provider
         self._sqlite = url.provider == "sqlite"
+        self._filename = str(url.params.get("filename", ""))
+        self._timeout_seconds = float(timeout_seconds)
+        # kiosk id -> a heartbeat this store recorded: the gap check's shortcut.
+        self._known_heartbeats: dict[int, datetime] = {}
         # SQLite has no FOR UPDATE; Pony's BEGIN IMMEDIATE already holds its write lock.
         self._lock_rows = "" if self._sqlite else " FOR UPDATE"
         self._mark = "?" if schema.db.provider.paramstyle == "qmark" else "%s"
@@ -324,9 +331,13 @@ class Store(ManagementStore, ExpectationStore):
     @_storage_errors
     @_session
     def remove_kiosk(self, kiosk_id: int) -> None:
-        """The kiosk and its history: its events and maintenance windows go with it."""
+        """The kiosk and its history: its events, maintenance windows and outages go with it."""
         self._kiosk_entity(kiosk_id).delete()
         self._forget_kiosk(kiosk_id)
+        for table in ("outages", "kiosk_history"):
+            self._db.execute(
+                f"DELETE FROM {table} WHERE kiosk_id = $kiosk_id", {"kiosk_id": kiosk_id}
+            )
 
     @_storage_errors
     @_session
@@ -351,35 +362,49 @@ class Store(ManagementStore, ExpectationStore):
 
     @_storage_errors
     def record_heartbeats(
-        self, writes: Sequence[HeartbeatWrite], *, min_interval_seconds: float
+        self,
+        writes: Sequence[HeartbeatWrite],
+        *,
+        min_interval_seconds: float,
+        online_threshold_seconds: float = DEFAULT_THRESHOLD_SECONDS,
     ) -> list[HeartbeatResult]:
         """Record a batch of heartbeats from distinct kiosks in ONE transaction.
 
         One commit (and fsync) serves every request in the batch. Usually every write is
         valid and one UPDATE settles them all; when the UPDATE changed fewer rows than it
         was given, it is rolled back and each write is judged from its row, read under
-        the write lock (BEGIN IMMEDIATE on SQLite, FOR UPDATE elsewhere).
+        the write lock (BEGIN IMMEDIATE on SQLite, FOR UPDATE elsewhere). A heartbeat that
+        ends an outage closes it in the same transaction (history_store._record_gaps).
         """
         if len({w.kiosk_id for w in writes}) != len(writes):
             raise ValueError("a heartbeat batch must hold at most one write per kiosk")
         interval = timedelta(seconds=min_interval_seconds)
+        threshold = online_threshold_seconds
         with db_session:
+            suspects = self._gap_suspects(writes, threshold)
+            previous = self._previous_heartbeats(suspects, self._lock_rows) if suspects else {}
             if self._apply(writes, interval) == len(writes):
-                return [HeartbeatResult(Outcome.ACCEPTED)] * len(writes)
-            self._db.rollback()
-            results = self._judge_writes(writes, interval)
-            accepted = [
-                w for w, r in zip(writes, results, strict=True) if r.outcome is Outcome.ACCEPTED
-            ]
-            if accepted and self._apply(accepted, interval) != len(accepted):
-                # The rows are locked: only a driver or schema surprise gets here. Refuse
-                # the batch (rolled back) rather than answer 200 for a write not made.
-                raise StorageUnavailable("heartbeat batch did not update the rows it judged")
+                self._record_gaps(writes, previous, threshold)
+                results = [HeartbeatResult(Outcome.ACCEPTED)] * len(writes)
+                accepted = list(writes)
+            else:
+                self._db.rollback()
+                results, previous = self._judge_writes(writes, interval)
+                accepted = [
+                    w for w, r in zip(writes, results, strict=True) if r.outcome is Outcome.ACCEPTED
+                ]
+                if accepted and self._apply(accepted, interval) != len(accepted):
+                    # The rows are locked: only a driver or schema surprise gets here. Refuse
+                    # the batch (rolled back) rather than answer 200 for a write not made.
+                    raise StorageUnavailable("heartbeat batch did not update the rows it judged")
+                self._record_gaps(accepted, previous, threshold)
+        self._remember_heartbeats(accepted)
         return results
 
     def _judge_writes(
         self, writes: Sequence[HeartbeatWrite], interval: timedelta
-    ) -> list[HeartbeatResult]:
+    ) -> tuple[list[HeartbeatResult], dict[int, datetime | None]]:
+        """Each write's outcome, and each found kiosk's stored heartbeat (for the gaps)."""
         ids = {f"i{n}": w.kiosk_id for n, w in enumerate(writes)}
         rows = self._db.execute(
             "SELECT id, api_key_hash, is_active, last_heartbeat_at FROM kiosks "
@@ -387,7 +412,8 @@ class Store(ManagementStore, ExpectationStore):
             ids,
         ).fetchall()
         found = {row[0]: row for row in rows}
-        return [self._judge_write(w, found.get(w.kiosk_id), interval) for w in writes]
+        results = [self._judge_write(w, found.get(w.kiosk_id), interval) for w in writes]
+        return results, {kiosk_id: self._from_db(row[3]) for kiosk_id, row in found.items()}
 
     def _judge_write(
         self, write: HeartbeatWrite, row: Sequence[Any] | None, interval: timedelta
@@ -443,9 +469,12 @@ class Store(ManagementStore, ExpectationStore):
         vitals: Vitals | None = None,
     ) -> None:
         """Set a heartbeat directly (seeding, demos, imports of history): no key, no rate
-        limit; a vitals snapshot replaces the stored one, its boot time is taken as is."""
+        limit; a vitals snapshot replaces the stored one, its boot time is taken as is; observation
+        starts with it if it is the kiosk's first."""
         kiosk = self._kiosk_entity(kiosk_id)
         kiosk.last_heartbeat_at = self._to_naive(received_at)
+        self._known_heartbeats.pop(kiosk_id, None)
+        self._start_observation(kiosk_id, received_at)
         if app_version is not None:
             kiosk.app_version = app_version
         if device_info is not None:
@@ -525,6 +554,6 @@ def open_store(
     url = parse_database_url(database) if isinstance(database, str) else database
     schema.require_current(url, timeout_seconds=timeout_seconds, upgrade_pending=upgrade)
     try:
-        return Store(open_database(url, timeout_seconds=timeout_seconds), url)
+        return Store(open_database(url, timeout_seconds=timeout_seconds), url, timeout_seconds)
     except DBException as exc:
         raise StorageUnavailable(f"database {url.describe()} unavailable: {exc}") from exc

@@ -25,7 +25,11 @@ def writer_wait_seconds(database_timeout_seconds: float) -> float:
 
 class HeartbeatSink(Protocol):
     def record_heartbeats(
-        self, writes: Sequence[HeartbeatWrite], *, min_interval_seconds: float
+        self,
+        writes: Sequence[HeartbeatWrite],
+        *,
+        min_interval_seconds: float,
+        online_threshold_seconds: float,
     ) -> list[HeartbeatResult]: ...
 
     def close(self) -> None: ...
@@ -66,11 +70,14 @@ class HeartbeatWriter:
         sink: HeartbeatSink,
         *,
         min_interval_seconds: float,
+        online_threshold_seconds: float = 300.0,
         max_batch: int = 500,
         wait_timeout_seconds: float = 10.0,
     ) -> None:
         self._sink = sink
         self._min_interval = min_interval_seconds
+        # Gaps at least this long are outages, recorded in the batch's transaction.
+        self._threshold = online_threshold_seconds
         self._max_batch = max_batch
         self._wait_timeout = wait_timeout_seconds
         # Set while a batch is in the database: since when.
@@ -159,7 +166,9 @@ class HeartbeatWriter:
         self._busy_since = time.monotonic()
         try:
             results = self._sink.record_heartbeats(
-                [p.write for p in batch], min_interval_seconds=self._min_interval
+                [p.write for p in batch],
+                min_interval_seconds=self._min_interval,
+                online_threshold_seconds=self._threshold,
             )
         except ExporterError as exc:
             self._fail(batch, exc)

@@ -45,6 +45,9 @@ PUBLIC_METRICS = frozenset(
         "kiosk_storage_size_bytes",
         "kiosk_wifi_signal_dbm",
         "kiosk_boot_time_seconds",
+        "kiosk_offline_seconds_total",
+        "kiosk_observed_seconds_total",
+        "kiosk_outages_total",
         "kiosk_exporter_heartbeats_total",
         "kiosk_exporter_heartbeats_rejected_total",
         "kiosk_exporter_heartbeat_delay_seconds_bucket",
@@ -391,6 +394,8 @@ def test_rates_use_the_rate_interval_variable(dashboard: dict[str, Any]) -> None
     rates = 0
     for expr in all_expressions(dashboard):
         for match in re.finditer(r"\b(rate|irate|increase|delta|deriv)\([^\[]*\[([^\]]+)\]", expr):
+            if match.group(1) == "increase" and match.group(2) == "$__range":
+                continue  # a total over the dashboard's range (the history counters)
             assert match.group(2) == "$__rate_interval", expr
             rates += 1
     assert rates >= 5

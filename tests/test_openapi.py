@@ -105,6 +105,9 @@ def test_real_answers_match_the_document(tmp_path):
     assert statuses[("GET", "/kiosk/status")] == {200, 401, 403}
     assert statuses[("GET", "/kiosk/{kiosk_id}")] == {200, 401, 404}
     assert statuses[("GET", "/ui/{name}")] == {200, 304, 404}
+    for history in ("/kiosk/{kiosk_id}/outages", "/kiosk/{kiosk_id}/availability"):
+        assert statuses[("GET", history)] == {200, 400, 401, 404}
+    assert statuses[("GET", "/kiosk/availability")] == {200, 400, 401}
 
 
 def _exercise(
@@ -156,6 +159,19 @@ def _exercise(
     call("GET", "/ui/{name}", actual="/ui/nothing.js")
     for kiosk_id, headers in (("1", auth), ("999", auth), ("1", {})):
         call("GET", "/kiosk/{kiosk_id}", actual=f"/kiosk/{kiosk_id}", headers=headers)
+    for path, queries in (
+        (
+            "/kiosk/availability",
+            ("", "?location=Building%20A", "?since=2026-11-01&until=2026-11-01"),
+        ),
+        ("/kiosk/{kiosk_id}/outages", ("", "?since=2026-11-01", "?until=soon")),
+        ("/kiosk/{kiosk_id}/availability", ("", "?bucket=day", "?bucket=week")),
+    ):
+        for query in queries:
+            call("GET", path, query, actual=path.replace("{kiosk_id}", "1"), headers=auth)
+        call("GET", path, actual=path.replace("{kiosk_id}", "1"))
+        if "{kiosk_id}" in path:
+            call("GET", path, actual=path.replace("{kiosk_id}", "999"), headers=auth)
     assert service.cli("kiosk", "deactivate", str(idle[0])).returncode == 0
     call("POST", "/kiosk/heartbeat", headers={"X-Kiosk-API-Key": idle[1]}, json_body={})
     call("GET", "/kiosk/status", headers={"X-Kiosk-API-Key": idle[1]})

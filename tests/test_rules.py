@@ -33,8 +33,15 @@ PUBLIC_ALERTS = {
     ("KioskStorageLow", "warning"),
     ("KioskRebootLoop", "warning"),
     ("KioskAppNotInForeground", "warning"),
+    ("KioskFlapping", "warning"),
 }
-PUBLIC_RECORDS = {"kiosk:fleet_availability:ratio", "location:kiosk_availability:ratio"}
+PUBLIC_RECORDS = {
+    "kiosk:fleet_availability:ratio",
+    "location:kiosk_availability:ratio",
+    "location:kiosk_history_availability:ratio1d",
+    "kiosk:fleet_history_availability:ratio1d",
+    "kiosk:outages:count1h",
+}
 # The service's address from one external label, with the default address as the fallback.
 RUNBOOK_BASE = (
     "{{ with $externalLabels.kiosk_exporter_url }}{{ . }}{{ else }}http://localhost:8000{{ end }}"
@@ -253,6 +260,17 @@ MUTATIONS = {
     "three reboots": (r">= 3\b", ">= 4", "vitals"),
     "app in foreground for": (r"for: 5m", "for: 4m", "vitals"),
     "battery of an offline kiosk": (r"\[3d\]", "[5m]", "vitals"),
+    "flapping threshold": (r"count1h >= 3\b", "count1h >= 2", "kiosk_flapping"),
+    "flapping window": (
+        r"min_over_time\(kiosk_outages_total\[1h\]\)",
+        "min_over_time(kiosk_outages_total[2h])",
+        "kiosk_flapping",
+    ),
+    "history availability": (
+        r"1 - location:kiosk_offline_seconds:increase1d",
+        "location:kiosk_offline_seconds:increase1d",
+        "kiosk_flapping",
+    ),
 }
 
 

@@ -232,7 +232,7 @@ def test_french_when_the_browser_prefers_it(page, demo):
         page.execute_cdp_cmd("Network.setUserAgentOverride", {"userAgent": agent})
 
 
-def test_detail_view_shows_the_status_and_degrades_without_history(page, demo):
+def test_detail_view_shows_the_status_and_the_outage_history(page, demo):
     sign_in(page, demo.url, demo.token, path="/ui/?view=cards")
     floor2 = next(k for k in demo.kiosks if k.silent)
     page.find_element("css selector", "#kiosks li:first-child a").click()
@@ -241,8 +241,10 @@ def test_detail_view_shows_the_status_and_degrades_without_history(page, demo):
     detail = text(page, "detail")
     assert "Offline" in detail and "Offline for 15 minutes" in detail
     assert "Building C - Floor 2" in detail and "Android/10 - Lenovo Tab M10" in detail
-    # Until the history endpoints exist, they answer 404 and the detail is the status alone.
-    wait_for(lambda: "no outage history" in text(page, "detail"), what="history note")
+    # Then the outage history (issue 14): availability figures, the 30-day strip, outages.
+    wait_for(lambda: "Last outages" in text(page, "detail"), what="history")
+    assert "Availability" in text(page, "detail")
+    assert page.find_elements("css selector", "#detail ol.strip li.day")
     shot(page, "detail-desktop")
     page.back()
     wait_for(lambda: page.find_elements("css selector", "#kiosks a.card"), what="back to cards")
@@ -281,7 +283,7 @@ def test_phone_width_screenshots_without_horizontal_scrolling(page, demo):
     assert no_horizontal_scroll(page)
     shot(page, "cards-360")
     page.find_element("css selector", "#kiosks li:first-child a").click()
-    wait_for(lambda: "no outage history" in text(page, "detail"), what="detail")
+    wait_for(lambda: "Last outages" in text(page, "detail"), what="detail with its history")
     assert no_horizontal_scroll(page)
     shot(page, "detail-360")
 

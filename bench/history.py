@@ -1,0 +1,156 @@
+"""Outage history at scale: the availability documents over a year of outages, through HTTP.
+
+    .venv/bin/python bench/history.py [--kiosks 10000] [--days 365] [--backend sqlite|postgresql]
+
+Seeds `kiosks` kiosks with one outage each per day for `days` days (10,000 x 365 = 3.65 M
+rows), starts the real service on that database, and times (median of --repeat requests):
+the 30-day fleet availability document, one kiosk's 30-day outage list and its 30-day day
+strip; beside them, the hello-world ceiling: one trivial request to a bare Falcon app on the
+same waitress settings, sequential.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+import urllib.request
+from datetime import timedelta
+from pathlib import Path
+
+from common import fleet_database, start_exporter, start_hello
+
+from exporter.clock import utc_now
+from exporter.store import open_store
+
+THRESHOLD = timedelta(seconds=300)
+DOWN = timedelta(minutes=10)
+
+
+def seed(database: str, kiosks: int, days: int) -> tuple[str, int]:
+    """Kiosks, their observation start, a year of closed outages; returns a token and an id."""
+    store = open_store(database, upgrade=True)
+    created = store.import_kiosks([(f"kiosk-{n:06d}", f"Building {n % 40}") for n in range(kiosks)])
+    token = store.add_token("bench")[1]
+    now = utc_now()
+    first = now - timedelta(days=days)
+    load(store, first, [kiosk.id for kiosk, _ in created], days)
+    store.close()
+    return token, created[0][0].id
+
+
+def load(store, first, ids: list[int], days: int) -> None:
+    """Bulk load through the driver's executemany, not one ORM object per row."""
+    from pony.orm import db_session
+
+    db, to_db = store._db, store._to_db
+    mark = "?" if db.provider.paramstyle == "qmark" else "%s"
+    with db_session:
+        cursor = db.get_connection().cursor()
+        cursor.executemany(
+            f"INSERT INTO kiosk_history (kiosk_id, observed_since, downtime_us, observed_us,"
+            f" outages) VALUES ({mark}, {mark}, 0, 0, 0)",
+            [(kiosk_id, to_db(first)) for kiosk_id in ids],
+        )
+        cursor.executemany(
+            f"UPDATE kiosks SET last_heartbeat_at = {mark} WHERE id = {mark}",
+            [(to_db(utc_now()), kiosk_id) for kiosk_id in ids],
+        )
+    for day in range(days):
+        rows = []
+        for kiosk_id in ids:
+            started = first + timedelta(days=day, minutes=kiosk_id % 1380)
+            offline = started + THRESHOLD
+            rows.append((kiosk_id, to_db(started), to_db(offline), to_db(offline + DOWN)))
+        with db_session:
+            db.get_connection().cursor().executemany(
+                "INSERT INTO outages (kiosk_id, started_at, offline_at, ended_at) "
+                f"VALUES ({mark}, {mark}, {mark}, {mark})",
+                rows,
+            )
+        if day % 50 == 0:
+            print(f"  day {day}/{days}", flush=True)
+
+
+def timed_get(url: str, token: str | None, repeat: int) -> tuple[float, int]:
+    """Median seconds of `repeat` sequential GETs, and the answer's size."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    seconds, size = [], 0
+    for _ in range(repeat):
+        request = urllib.request.Request(url, headers=headers)
+        started = time.perf_counter()
+        with urllib.request.urlopen(request, timeout=120) as response:
+            size = len(response.read())
+        seconds.append(time.perf_counter() - started)
+    return statistics.median(seconds), size
+
+
+def hello_ceiling(repeat: int) -> float:
+    server = start_hello(4)
+    try:
+        seconds = []
+        for _ in range(repeat):
+            request = urllib.request.Request(
+                server.url + "/kiosk/heartbeat", data=b"{}", method="POST"
+            )
+            started = time.perf_counter()
+            with urllib.request.urlopen(request, timeout=30) as response:
+                response.read()
+            seconds.append(time.perf_counter() - started)
+        return statistics.median(seconds)
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--kiosks", type=int, default=10_000)
+    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--backend", choices=["sqlite", "postgresql", "mysql"], default="sqlite")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--keep", help="SQLite file to seed once and reuse on later runs (seeding takes minutes)"
+    )
+    args = parser.parse_args()
+    rows = args.kiosks * args.days
+    with tempfile.TemporaryDirectory() as tmp, fleet_database(args.backend, Path(tmp)) as database:
+        if args.keep:
+            database = f"sqlite:///{Path(args.keep).resolve()}"
+        started = time.monotonic()
+        if args.keep and Path(args.keep).exists():
+            store = open_store(database)
+            token, kiosk_id = store.add_token("bench")[1], store.list_kiosks()[0].id
+            store.close()
+        else:
+            token, kiosk_id = seed(database, args.kiosks, args.days)
+            print(f"seeded {rows:,} outages in {time.monotonic() - started:.0f} s", flush=True)
+        server = start_exporter(database, Path(tmp), 16)
+        try:
+            base = server.url
+            results = [
+                ("fleet availability, 30 days", f"{base}/kiosk/availability", 2.0),
+                ("one kiosk's outages, 30 days", f"{base}/kiosk/{kiosk_id}/outages", 0.05),
+                (
+                    "one kiosk's 30-day strip",
+                    f"{base}/kiosk/{kiosk_id}/availability?bucket=day",
+                    0.05,
+                ),
+            ]
+            timings = [
+                (label, *timed_get(url, token, args.repeat), goal) for label, url, goal in results
+            ]
+        finally:
+            server.stop()
+    ceiling = hello_ceiling(args.repeat * 4)
+    print(f"\n{args.backend}, {args.kiosks:,} kiosks x {args.days} days ({rows:,} outages)")
+    print(f"{'document':<32} {'median ms':>10} {'goal ms':>8} {'bytes':>10}")
+    for label, seconds, size, goal in timings:
+        print(f"{label:<32} {seconds * 1000:>10.1f} {goal * 1000:>8.0f} {size:>10,}")
+    print(f"{'hello-world request (ceiling)':<32} {ceiling * 1000:>10.1f}")
+
+
+if __name__ == "__main__":
+    main()

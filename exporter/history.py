@@ -1,0 +1,378 @@
+"""Outage history use cases: the outage list, the availability documents, the report.
+
+One place turns stored facts into the documents the HTTP API and `kiosk-exporter report`
+share; the arithmetic itself is exporter/outages.py's.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, NamedTuple
+
+from .access import Caller
+from .clock import Clock, format_utc, parse_utc
+from .config import Settings, time_zone
+from .errors import ExporterError, InvalidInput
+from .history_store import KioskHistoryRecord, TotalsAdvance
+from .outages import (
+    ZERO,
+    Exclusions,
+    Interval,
+    Outage,
+    WindowSummary,
+    day_bounds,
+    ratio,
+    seconds,
+    summarize,
+)
+from .records import KioskRecord
+from .store import Store
+
+log = logging.getLogger(__name__)
+DEFAULT_WINDOW = timedelta(days=30)
+MAX_DAY_BUCKETS = timedelta(days=400)
+TICK_SECONDS = 5.0
+PURGE_EVERY = timedelta(days=1)
+ADVANCE_EVERY = timedelta(hours=1)
+SETTLED = timedelta(minutes=1)
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_OFFSET = re.compile(r"(Z|z|[+-]\d{2}:?\d{2})$")
+
+
+@dataclass(frozen=True)
+class Window:
+    """[since, until), both aware UTC, until never after `now`; `complete` is False when it
+    reaches back before the retained history (or before the upgrade that began it)."""
+
+    since: datetime
+    until: datetime
+    now: datetime
+    complete: bool
+
+
+def parse_moment(text: str, field: str, zone_name: str) -> datetime:
+    """ISO-8601 with Z or an offset, or a date (midnight in the report time zone)."""
+    value = text.strip()
+    try:
+        if _DATE.fullmatch(value):
+            day = date.fromisoformat(value)
+            local = datetime(day.year, day.month, day.day, tzinfo=time_zone(zone_name))
+            return local.astimezone(timezone.utc)
+        if not _OFFSET.search(value):
+            raise ValueError
+        return parse_utc(value)
+    except (ValueError, OverflowError):
+        raise InvalidInput(
+            field, f"{text!r} is not ISO-8601 with Z or an offset, nor a date YYYY-MM-DD"
+        ) from None
+
+
+@dataclass
+class HistoryService:
+    store: Store
+    settings: Settings
+    clock: Clock
+
+    def window(self, since: str | None, until: str | None) -> Window:
+        """The requested window, by default the last 30 days up to now."""
+        now = self.clock()
+        zone = self.settings.report_timezone
+        end = now if until is None else parse_moment(until, "until", zone)
+        try:
+            start = end - DEFAULT_WINDOW if since is None else parse_moment(since, "since", zone)
+        except OverflowError:
+            raise InvalidInput("until", "too early for a 30-day window; give since") from None
+        if start >= end:
+            raise InvalidInput("since", "must be before until")
+        end = min(end, now)
+        start = min(start, end)
+        complete = start >= self.store.history_state().complete_from()
+        return Window(start, end, now, complete)
+
+    # -- documents --------------------------------------------------------------------------
+
+    def _kiosk(self, kiosk_id: int, caller: Caller | None) -> KioskRecord:
+        """A location-limited token sees another location's kiosk as not found."""
+        kiosk = self.store.get_kiosk(kiosk_id)
+        if caller is not None:
+            caller.require_visible(kiosk_id, kiosk.location)
+        return kiosk
+
+    def kiosk_outages(
+        self, kiosk_id: int, window: Window, caller: Caller | None = None
+    ) -> dict[str, Any]:
+        kiosk = self._kiosk(kiosk_id, caller)
+        summary = self._summaries([kiosk], window)[kiosk.id]
+        return {
+            "kiosk_id": kiosk.id,
+            **_window_fields(window),
+            "outages": [
+                {
+                    "started_at": format_utc(j.outage.started_at),
+                    "offline_at": format_utc(j.outage.offline_at),
+                    "ended_at": format_utc(j.outage.ended_at),
+                    "duration_seconds": seconds(j.outage.duration(window.now)),
+                    "downtime_seconds": seconds(j.downtime),
+                    "ongoing": j.outage.ended_at is None,
+                }
+                for j in summary.outages
+            ],
+        }
+
+    def fleet_availability(
+        self, window: Window, location: str | None, caller: Caller | None = None
+    ) -> dict[str, Any]:
+        """Every kiosk the caller may see (None: the command line, every kiosk)."""
+        kiosks = self.store.list_kiosks(location=location)
+        if caller is not None:
+            kiosks = [k for k in kiosks if caller.sees(k.location)]
+        summaries = self._summaries(kiosks, window)
+        rows = [kiosk_row(k, summaries[k.id]) for k in kiosks]
+        downtime = sum((s.downtime for s in summaries.values()), ZERO)
+        observed = sum((s.observed for s in summaries.values()), ZERO)
+        outages = sum(len(s.outages) for s in summaries.values())
+        fleet = {
+            "kiosks": len(kiosks),
+            "availability_ratio": ratio(downtime, observed),
+            "downtime_seconds": seconds(downtime),
+            "observed_seconds": seconds(observed),
+            "unknown_seconds": seconds(sum((s.unknown for s in summaries.values()), ZERO)),
+            "outages": outages,
+            "mean_outage_seconds": seconds(downtime / outages) if outages else None,
+        }
+        return {**_window_fields(window), "fleet": fleet, "kiosks": rows}
+
+    def kiosk_availability(
+        self, kiosk_id: int, window: Window, bucket: str | None, caller: Caller | None = None
+    ) -> dict[str, Any]:
+        if bucket not in (None, "day"):
+            raise InvalidInput("bucket", f"unknown bucket {bucket!r}; use day")
+        if bucket == "day" and window.until - window.since > MAX_DAY_BUCKETS:
+            raise InvalidInput("since", f"day buckets cover at most {MAX_DAY_BUCKETS.days} days")
+        kiosk = self._kiosk(kiosk_id, caller)
+        summary = self._summaries([kiosk], window)[kiosk.id]
+        document = {**_window_fields(window), **kiosk_row(kiosk, summary)}
+        if bucket == "day":
+            document["days"] = self._days(kiosk, window)
+        return document
+
+    def _days(self, kiosk: KioskRecord, window: Window) -> list[dict[str, Any]]:
+        zone = time_zone(self.settings.report_timezone)
+        bounds = day_bounds(window.since.astimezone(zone), window.until)
+        whole = (
+            Window(bounds[0][0], window.until, window.now, window.complete) if bounds else window
+        )
+        facts = self._facts([kiosk.id], whole)
+        days = []
+        for start, end in bounds:
+            part = self._summarize(kiosk.id, facts, start, min(end, window.until), window.now)
+            days.append(
+                {
+                    "date": start.astimezone(zone).date().isoformat(),
+                    "availability_ratio": part.availability_ratio,
+                    "downtime_seconds": seconds(part.downtime),
+                    "observed_seconds": seconds(part.observed),
+                    "outages": len(part.outages),
+                }
+            )
+        return days
+
+    # -- counters: kiosk_offline_seconds_total and co ----------------------------------------
+
+    def counters(
+        self, until: datetime, histories: dict[int, KioskHistoryRecord] | None = None
+    ) -> dict[int, Totals]:
+        """Each observed kiosk's totals since it was first observed, up to `until`: the
+        stored totals (exact up to their `through_at`) plus what the facts add after it.
+        Only persisted times enter, so every replica computes the same value, and purging
+        rows the totals hold changes nothing."""
+        histories = self.store.kiosk_histories() if histories is None else histories
+        if not histories:
+            return {}
+        froms = {k: h.through_at or h.observed_since for k, h in histories.items()}
+        earliest = min(min(froms.values()), until)
+        outages = self.store.outages_between(earliest, until)
+        unknown, excluded = self._exclusions(None, Window(earliest, until, until, True))
+        totals = {}
+        for kiosk_id, h in histories.items():
+            since = froms[kiosk_id]
+            if since >= until:
+                totals[kiosk_id] = Totals(h.downtime_us, h.observed_us, h.outages)
+            elif kiosk_id not in outages and not unknown and kiosk_id not in excluded:
+                # The common case: observed throughout, no outage.
+                seen = h.observed_us + (until - since) // MICROSECOND
+                totals[kiosk_id] = Totals(h.downtime_us, seen, h.outages)
+            else:
+                base = Totals(h.downtime_us, h.observed_us, h.outages)
+                part = summarize(
+                    outages.get(kiosk_id, ()),
+                    observed_since=h.observed_since,
+                    since=since,
+                    until=until,
+                    now=until,
+                    exclusions=Exclusions(unknown, excluded.get(kiosk_id, ())),
+                )
+                totals[kiosk_id] = base.plus(
+                    part.downtime, part.observed, part.started(since, until)
+                )
+        return totals
+
+    def advance_totals(self, through: datetime) -> int:
+        """Fold everything before `through` into the stored totals, so scrapes only add the
+        short stretch after it (and old rows can be purged)."""
+        histories = self.store.kiosk_histories()
+        counted = self.counters(through, histories)
+        advances = [
+            TotalsAdvance(
+                kiosk_id,
+                h.through_at,
+                through,
+                counted[kiosk_id].downtime_us - h.downtime_us,
+                counted[kiosk_id].observed_us - h.observed_us,
+                counted[kiosk_id].outages - h.outages,
+            )
+            for kiosk_id, h in histories.items()
+            if kiosk_id in counted and (h.through_at or h.observed_since) < through
+        ]
+        return self.store.advance_totals(advances)
+
+    # -- from stored facts to summaries ------------------------------------------------------
+
+    def _summaries(self, kiosks: Sequence[KioskRecord], window: Window) -> dict[int, WindowSummary]:
+        facts = self._facts([k.id for k in kiosks], window, everyone=len(kiosks) > 1)
+        return {
+            k.id: self._summarize(k.id, facts, window.since, window.until, window.now)
+            for k in kiosks
+        }
+
+    def _facts(self, kiosk_ids: list[int], window: Window, everyone: bool = False) -> _Facts:
+        """Read once per request: outages, observation starts and exclusions. A fleet
+        request reads every kiosk's rows at once rather than one query per kiosk."""
+        wanted = None if everyone else kiosk_ids
+        outages = self.store.outages_between(window.since, window.until, wanted)
+        observed = {k: h.observed_since for k, h in self.store.kiosk_histories(wanted).items()}
+        unknown, excluded = self._exclusions(wanted, window)
+        return _Facts(outages, observed, unknown, excluded)
+
+    def _exclusions(
+        self, kiosk_ids: list[int] | None, window: Window
+    ) -> tuple[list[Interval], dict[int, list[Interval]]]:
+        """Unknown time (fleet-wide) and each kiosk's excluded time. Until the service
+        records its liveness and the kiosk event log exists, the service counts as
+        listening throughout and every active kiosk as expected online."""
+        return [], {}
+
+    @staticmethod
+    def _summarize(
+        kiosk_id: int, facts: _Facts, since: datetime, until: datetime, now: datetime
+    ) -> WindowSummary:
+        return summarize(
+            facts.outages.get(kiosk_id, ()),
+            observed_since=facts.observed_since.get(kiosk_id),
+            since=since,
+            until=until,
+            now=now,
+            exclusions=Exclusions(facts.unknown, facts.excluded.get(kiosk_id, ())),
+        )
+
+
+class Totals(NamedTuple):
+    """Counter values in whole microseconds: exact, so no partition of time changes them."""
+
+    downtime_us: int
+    observed_us: int
+    outages: int
+
+    def plus(self, downtime: timedelta, observed: timedelta, outages: int) -> Totals:
+        return Totals(
+            self.downtime_us + downtime // MICROSECOND,
+            self.observed_us + observed // MICROSECOND,
+            self.outages + outages,
+        )
+
+
+MICROSECOND = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True)
+class _Facts:
+    outages: dict[int, list[Outage]]
+    observed_since: dict[int, datetime]
+    unknown: Sequence[Interval]
+    excluded: dict[int, list[Interval]]
+
+
+def _window_fields(window: Window) -> dict[str, Any]:
+    return {
+        "since": format_utc(window.since),
+        "until": format_utc(window.until),
+        "complete": window.complete,
+    }
+
+
+def kiosk_row(kiosk: KioskRecord, summary: WindowSummary) -> dict[str, Any]:
+    return {
+        "kiosk_id": kiosk.id,
+        "kiosk_name": kiosk.name,
+        "location": kiosk.location,
+        "availability_ratio": summary.availability_ratio,
+        "downtime_seconds": seconds(summary.downtime),
+        "observed_seconds": seconds(summary.observed),
+        "unknown_seconds": seconds(summary.unknown),
+        "outages": len(summary.outages),
+        "longest_outage_seconds": seconds(summary.longest_outage),
+        "mean_outage_seconds": seconds(summary.mean_outage),
+    }
+
+
+@dataclass
+class HistoryKeeper:
+    """What `serve` does for history in the background: each tick opens the outages that
+    began (so an ongoing outage is persisted within a tick of `offline_at`, with the
+    threshold then in force), and once a day purges what is past `outage_retention_days`."""
+
+    store: Store
+    settings: Settings
+    clock: Clock
+    last_purge: datetime | None = None
+
+    last_advance: datetime | None = None
+
+    def tick(self) -> None:
+        now = self.clock()
+        self.store.open_outages(
+            now=now, online_threshold_seconds=self.settings.online_threshold_seconds
+        )
+        if self.last_advance is None or now - self.last_advance >= ADVANCE_EVERY:
+            # Late facts (a gap closed by a heartbeat no tick saw begin) land within a few
+            # seconds of their time: totals stop well before now.
+            HistoryService(self.store, self.settings, self.clock).advance_totals(now - SETTLED)
+            self.last_advance = now
+        days = self.settings.outage_retention_days
+        if days and (self.last_purge is None or now - self.last_purge >= PURGE_EVERY):
+            purged = self.store.purge_history(before=now - timedelta(days=days))
+            self.last_purge = now
+            log.info("purged %d outage(s) older than %d days", purged, days)
+
+
+def run_every(seconds: float, task: Callable[[], None], stop: threading.Event) -> threading.Thread:
+    """Run `task` every `seconds` until `stop` is set, in a daemon thread. A database that
+    is away costs a warning per tick, never the thread."""
+
+    def loop() -> None:
+        while not stop.wait(seconds):
+            try:
+                task()
+            except ExporterError as exc:
+                log.warning("history tick failed: %s", exc)
+            except Exception:
+                log.exception("history tick failed")
+
+    thread = threading.Thread(target=loop, name="history", daemon=True)
+    thread.start()
+    return thread

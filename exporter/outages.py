@@ -1,0 +1,320 @@
+"""Outages and availability over a window: the history the status rule implies, as exact
+interval arithmetic on persisted times. The JSON API, /metrics and the report all ask it.
+
+An outage is a gap between two heartbeats (or the last one and now) long enough for the
+status rule to say offline. Its downtime is [offline_at, ended_at) minus the time that
+counts neither way: the service not listening (unknown), the kiosk not expected online or
+deactivated (excluded). Observed time is the window after the kiosk's first heartbeat minus
+the same. Everything is in microseconds (datetime/timedelta), floored to whole seconds
+only where shown, so two replicas or two partitions of a window always agree exactly.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import NamedTuple
+
+from .status import KioskStatus, classify
+
+Interval = tuple[datetime, datetime]
+ZERO = timedelta(0)
+SECOND = timedelta(seconds=1)
+
+
+# -- intervals: sorted, disjoint, non-empty [start, end) pairs --------------------------------
+
+
+def merge(intervals: Iterable[Interval]) -> list[Interval]:
+    """Sort and join overlapping or touching intervals; empty ones vanish."""
+    merged: list[Interval] = []
+    for start, end in sorted(i for i in intervals if i[0] < i[1]):
+        if merged and start <= merged[-1][1]:
+            if end > merged[-1][1]:
+                merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def subtract(base: Sequence[Interval], holes: Sequence[Interval]) -> list[Interval]:
+    """`base` minus `holes`, both merged (see merge())."""
+    result: list[Interval] = []
+    index = 0
+    for start, end in base:
+        while index < len(holes) and holes[index][1] <= start:
+            index += 1
+        cursor, scan = start, index
+        while scan < len(holes) and holes[scan][0] < end:
+            hole_start, hole_end = holes[scan]
+            if hole_start > cursor:
+                result.append((cursor, hole_start))
+            cursor = max(cursor, hole_end)
+            scan += 1
+        if cursor < end:
+            result.append((cursor, end))
+    return result
+
+
+def clip(intervals: Sequence[Interval], start: datetime, end: datetime) -> list[Interval]:
+    """The merged `intervals` restricted to [start, end)."""
+    return [(max(s, start), min(e, end)) for s, e in intervals if s < end and e > start]
+
+
+def total(intervals: Iterable[Interval]) -> timedelta:
+    return sum((end - start for start, end in intervals), ZERO)
+
+
+def contains(intervals: Sequence[Interval], starts: Sequence[datetime], moment: datetime) -> bool:
+    index = bisect.bisect_right(starts, moment) - 1
+    return index >= 0 and intervals[index][0] <= moment < intervals[index][1]
+
+
+# -- outages ----------------------------------------------------------------------------------
+
+
+def gap_is_outage(previous: datetime, received: datetime, threshold_seconds: float) -> bool:
+    """Did the status rule say offline at some instant between the two heartbeats? Exactly
+    when the older one reached the threshold's age before the newer one arrived."""
+    age = (received - previous).total_seconds()
+    return classify(True, age, threshold_seconds) is KioskStatus.OFFLINE
+
+
+def offline_at(last_heartbeat_at: datetime, threshold_seconds: float) -> datetime:
+    """When `status` turned offline after this heartbeat (stored with the outage, so a later
+    change of the threshold does not rewrite history)."""
+    return last_heartbeat_at + timedelta(seconds=threshold_seconds)
+
+
+class Outage(NamedTuple):
+    """An outage as stored: `ended_at` is None while it goes on. A NamedTuple: a fleet
+    document reads hundreds of thousands."""
+
+    started_at: datetime
+    offline_at: datetime
+    ended_at: datetime | None
+
+    def end(self, now: datetime) -> datetime:
+        return self.ended_at if self.ended_at is not None else max(now, self.offline_at)
+
+    def duration(self, now: datetime) -> timedelta:
+        """From the last heartbeat, as `offline_duration_seconds` counts."""
+        return self.end(now) - self.started_at
+
+
+@dataclass(frozen=True)
+class Exclusions:
+    """Time of one kiosk that is neither downtime nor observed.
+
+    `unknown`: the service was not listening (outside every replica's liveness).
+    `excluded`: the kiosk was deactivated or not expected online (hours, maintenance).
+    Both merged (see merge()).
+    """
+
+    unknown: Sequence[Interval] = ()
+    excluded: Sequence[Interval] = ()
+
+
+NO_EXCLUSIONS = Exclusions()
+
+
+class JudgedOutage(NamedTuple):
+    """An outage seen from a window: `downtime` is the part inside it; `first_down_at` the
+    first instant of its downtime over its whole life (when it began to count)."""
+
+    outage: Outage
+    downtime: timedelta
+    first_down_at: datetime
+
+
+@dataclass(frozen=True)
+class WindowSummary:
+    """One kiosk over [since, until): exact durations; ratios and whole seconds derived."""
+
+    downtime: timedelta = ZERO
+    observed: timedelta = ZERO
+    unknown: timedelta = ZERO
+    outages: list[JudgedOutage] = field(default_factory=list)
+
+    @property
+    def availability_ratio(self) -> float | None:
+        return ratio(self.downtime, self.observed)
+
+    def started(self, since: datetime, until: datetime) -> int:
+        """Outages that began to count in [since, until): over consecutive windows, each
+        outage is counted exactly once (kiosk_outages_total)."""
+        return sum(1 for o in self.outages if since <= o.first_down_at < until)
+
+    @property
+    def longest_outage(self) -> timedelta:
+        return max((o.downtime for o in self.outages), default=ZERO)
+
+    @property
+    def mean_outage(self) -> timedelta | None:
+        return self.downtime / len(self.outages) if self.outages else None
+
+
+def ratio(downtime: timedelta, observed: timedelta) -> float | None:
+    """1 - downtime / observed, None when nothing was observed."""
+    if observed <= ZERO:
+        return None
+    return min(1.0, max(0.0, 1.0 - downtime / observed))
+
+
+def seconds(duration: timedelta | None) -> int | None:
+    """Whole seconds, floored, as offline_duration_seconds is."""
+    return None if duration is None else duration // SECOND
+
+
+@dataclass(frozen=True)
+class _Judged:
+    """The kiosk's judged time (observed and not excluded), with starts for bisect."""
+
+    intervals: list[Interval]
+    starts: list[datetime]
+
+    @classmethod
+    def of(cls, start: datetime, end: datetime, exclusions: Exclusions) -> _Judged:
+        intervals = [(start, end)] if start < end else []
+        for holes in (exclusions.unknown, exclusions.excluded):
+            if holes and intervals:
+                intervals = subtract(intervals, holes)
+        return cls(intervals, [s for s, _ in intervals])
+
+    def downtime(
+        self, outage: Outage, now: datetime, unknown: Sequence[Interval]
+    ) -> list[Interval]:
+        """The outage's judged downtime over its whole life. After each return of the
+        service from unknown time, the kiosk gets the outage's own threshold to ping again
+        before it counts as down (as after any heartbeat): a restart charges nobody."""
+        low, high = outage.offline_at, outage.end(now)
+        index = max(0, bisect.bisect_right(self.starts, low) - 1)
+        found = []
+        while index < len(self.intervals) and self.intervals[index][0] < high:
+            a, b = max(self.intervals[index][0], low), min(self.intervals[index][1], high)
+            if a < b:
+                found.append((a, b))
+            index += 1
+        if not unknown or not found:
+            return found
+        grace = outage.offline_at - outage.started_at
+        regrace = merge(
+            (max(back, low), min(back + grace, high))
+            for _, back in unknown
+            if back + grace > low and back < high
+        )
+        return subtract(found, regrace) if regrace else found
+
+    def judge(
+        self,
+        outage: Outage,
+        now: datetime,
+        unknown: Sequence[Interval],
+        start: datetime,
+        end: datetime,
+    ) -> JudgedOutage | None:
+        """None when it is not an outage at all: all its downtime fell in unknown or
+        excluded time. A gap of exactly the threshold has an empty downtime: real when its
+        instant was judged."""
+        life = self.downtime(outage, now, unknown)
+        if life:
+            return JudgedOutage(outage, total(clip(life, start, end)), life[0][0])
+        if outage.end(now) == outage.offline_at and contains(
+            self.intervals, self.starts, outage.offline_at
+        ):
+            return JudgedOutage(outage, ZERO, outage.offline_at)
+        return None
+
+
+def summarize(
+    outages: Iterable[Outage],
+    *,
+    observed_since: datetime | None,
+    since: datetime,
+    until: datetime,
+    now: datetime,
+    exclusions: Exclusions = NO_EXCLUSIONS,
+) -> WindowSummary:
+    """One kiosk over [since, until) (`until` <= `now`): observed time after `observed_since`
+    (its first heartbeat), downtime, unknown time, and the outages that overlap the window.
+
+    `outages` may hold any of the kiosk's outages; `exclusions` must cover the window and
+    the outages overlapping it (an outage's reality is judged over its whole life).
+    """
+    if observed_since is None:
+        return WindowSummary()
+    start = max(since, observed_since)
+    if not exclusions.unknown and not exclusions.excluded:
+        return _summarize_plain(outages, observed_since, start, since, until, now)
+    overlapping = [o for o in outages if _overlaps(o, since, until, now)]
+    life_start = min([start, *(o.offline_at for o in overlapping)])
+    life_end = max([until, *(o.end(now) for o in overlapping)])
+    judged = _Judged.of(max(life_start, observed_since), life_end, exclusions)
+    found = [
+        j
+        for o in overlapping
+        if (j := judged.judge(o, now, exclusions.unknown, start, until)) is not None
+    ]
+    found.sort(key=lambda j: j.outage.offline_at, reverse=True)
+    unknown = (
+        total(subtract(clip(exclusions.unknown, start, until), exclusions.excluded))
+        if exclusions.unknown
+        else ZERO
+    )
+    return WindowSummary(
+        downtime=sum((j.downtime for j in found), ZERO),
+        observed=total(clip(judged.intervals, start, until)),
+        unknown=unknown,
+        outages=found,
+    )
+
+
+def _summarize_plain(
+    outages: Iterable[Outage],
+    observed_since: datetime,
+    start: datetime,
+    since: datetime,
+    until: datetime,
+    now: datetime,
+) -> WindowSummary:
+    """summarize() when nothing is excluded (the common case, and most of a fleet): judged
+    time is one interval from `observed_since` on, so each outage is O(1) arithmetic."""
+    found = []
+    downtime = ZERO
+    for o in outages:
+        if not _overlaps(o, since, until, now):
+            continue
+        end = o.end(now)
+        first = max(o.offline_at, observed_since)
+        if first >= end and not (end == o.offline_at and observed_since <= end):
+            continue  # all of it before observation began: no outage of ours
+        part = min(end, until) - max(first, start)
+        part = part if part > ZERO else ZERO
+        downtime += part
+        found.append(JudgedOutage(o, part, first))
+    found.sort(key=lambda j: j.outage.offline_at, reverse=True)
+    return WindowSummary(downtime=downtime, observed=max(until - start, ZERO), outages=found)
+
+
+def _overlaps(outage: Outage, since: datetime, until: datetime, now: datetime) -> bool:
+    """[offline_at, end) overlaps [since, until); a zero-length outage (a gap of exactly the
+    threshold) belongs to the window holding its instant."""
+    end = outage.end(now)
+    if end == outage.offline_at:
+        return since <= outage.offline_at < until
+    return outage.offline_at < until and end > since
+
+
+def day_bounds(first_day: datetime, until: datetime) -> list[Interval]:
+    """Consecutive [midnight, next midnight) pairs in `first_day`'s time zone, from the
+    midnight of `first_day` up to `until`. Calendar days: 23 or 25 hours across DST."""
+    day = first_day.replace(hour=0, minute=0, second=0, microsecond=0)
+    bounds: list[Interval] = []
+    while day < until:
+        # Same-zone arithmetic is wall-clock arithmetic: the next midnight, whatever DST does.
+        following = day + timedelta(days=1)
+        bounds.append((day.astimezone(timezone.utc), following.astimezone(timezone.utc)))
+        day = following
+    return bounds
