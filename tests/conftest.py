@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from exporter import schema
 from exporter.app import Application, create_app
+from exporter.cli import main
 from exporter.config import Settings, parse_database_url
 from exporter.store import Store, open_store
 from tests.support import databases
@@ -154,3 +155,18 @@ def server(tmp_path: Path) -> Iterator[RunningService]:
     """The real `kiosk-exporter serve` process; no rate limit so tests can send freely."""
     with RunningService(tmp_path, {"min_heartbeat_interval_seconds": 0}) as service:
         yield service
+
+
+@pytest.fixture
+def cli(database_url, capsys):
+    """The CLI in-process on a database created as an operator would (only serve, demo and
+    db upgrade create one); returns (exit code, stdout, stderr)."""
+    assert main(["--database", database_url, "db", "upgrade"], {}) == 0
+    capsys.readouterr()
+
+    def run(*args: str, environ=None):
+        code = main(["--database", database_url, *args], environ or {})
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

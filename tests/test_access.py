@@ -9,26 +9,11 @@ from yoyo.migrations import MigrationList
 
 from exporter import schema
 from exporter.access import Caller, Scope
-from exporter.cli import main
 from exporter.config import parse_database_url
 from exporter.errors import LocationForbidden, MissingScope
 from exporter.store import open_store
 from tests.support.http import request
 from tests.support.service import RunningService
-
-
-@pytest.fixture
-def cli(database_url, capsys):
-    # Only serve, demo and db upgrade create a database: create it as an operator would.
-    assert main(["--database", database_url, "db", "upgrade"], {}) == 0
-    capsys.readouterr()
-
-    def run(*args: str):
-        code = main(["--database", database_url, *args], {})
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 def bearer(token: str) -> dict[str, str]:

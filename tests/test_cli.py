@@ -14,20 +14,6 @@ from tests.support.service import RunningService, run_cli
 from tests.support.terminal import on_a_terminal
 
 
-@pytest.fixture
-def cli(database_url, capsys):
-    """Run the CLI in-process on a created database; returns (exit code, stdout, stderr)."""
-    assert main(["--database", database_url, "db", "upgrade"], {}) == 0
-    capsys.readouterr()
-
-    def run(*args: str, environ=None):
-        code = main(["--database", database_url, *args], environ or {})
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
-
-
 def test_kiosk_add_prints_the_key_once_and_stores_only_its_hash(cli, database_url):
     code, out, _ = cli(
         "kiosk", "add", "--name", "Kiosk-Entrance", "--location", "Building A", "--json"

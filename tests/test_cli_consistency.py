@@ -14,26 +14,12 @@ import pytest
 from pony.orm import db_session
 
 from exporter import __version__
-from exporter.cli import build_parser, main
+from exporter.cli import build_parser
 from exporter.clock import utc_now
 from exporter.config import parse_database_url
 from exporter.store import open_store
 from tests.support.process import Command
 from tests.support.service import COMMAND, run_cli
-
-
-@pytest.fixture
-def cli(database_url, capsys):
-    """The CLI in-process on a created database; returns (exit code, stdout, stderr)."""
-    assert main(["--database", database_url, "db", "upgrade"], {}) == 0
-    capsys.readouterr()
-
-    def run(*args: str):
-        code = main(["--database", database_url, *args], {})
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 def operator_commands() -> dict[str, argparse.ArgumentParser]:

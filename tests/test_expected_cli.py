@@ -9,9 +9,6 @@ import pytest
 
 from exporter.clock import parse_utc
 from exporter.store import open_store
-from tests import test_cli
-
-cli = test_cli.cli  # the in-process CLI fixture: (exit code, stdout, stderr)
 
 OFFICE = "Mon-Fri 07:00-20:00, Sat 08:00-12:00"
 
