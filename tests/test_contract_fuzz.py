@@ -96,10 +96,22 @@ def server_target(
     yield from running(request.param, tmp_path_factory.mktemp("fuzz"))
 
 
+def empty_after_json_whitespace(body: object) -> bool:
+    """A body of JSON whitespace at most is an empty body, which the document allows where the
+    request body is optional (a heartbeat without fields). Schemathesis's "random bytes"
+    sometimes draws exactly that and would call its acceptance a missed rejection."""
+    if isinstance(body, str):
+        body = body.encode("utf-8", "surrogatepass")
+    return isinstance(body, bytes) and not body.strip(b" \t\r\n")
+
+
 def call(case, target: Target) -> None:
     # Real credentials, so generated bodies and parameters reach past authentication.
     case.headers = {**(case.headers or {}), **target.headers}
-    case.call_and_validate(base_url=target.url, checks=CHECKS, timeout=10)
+    checks = CHECKS
+    if empty_after_json_whitespace(case.body):
+        checks = [check for check in CHECKS if check is not negative_data_rejection]
+    case.call_and_validate(base_url=target.url, checks=checks, timeout=10)
 
 
 @schema.parametrize()
