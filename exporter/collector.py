@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -23,6 +23,14 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from . import metrics as names
+from .attention import (
+    ATTENTION,
+    FLAPPING_WINDOW,
+    AttentionMemory,
+    LocationTally,
+    counts_for_availability,
+    needs_attention,
+)
 from .clock import Clock
 from .config import Settings
 from .expected import FleetExpectation, KioskExpectation
@@ -47,6 +55,8 @@ class Judged(NamedTuple):
     # tablet's last battery reading is not its battery now.
     vitals: Vitals | None = None
     totals: Totals | None = None  # outage history counters; None: never observed
+    # Outages that went offline within the last hour (attention mode only; else None).
+    recent_outages: int | None = None
 
 
 @dataclass(frozen=True)
@@ -54,7 +64,14 @@ class Snapshot:
     """The fleet read and judged at one instant; what every renderer formats."""
 
     now: datetime
-    kiosks: list[Judged]
+    kiosks: list[Judged]  # the kiosks with per-kiosk series: all, or attention's selection
+    fleet: list[Judged] | None = None  # every kiosk when `kiosks` is a selection
+    tally: LocationTally | None = None  # attention mode's per-location roll-ups
+
+    @property
+    def everyone(self) -> list[Judged]:
+        """Every kiosk, for the fleet-wide families."""
+        return self.kiosks if self.fleet is None else self.fleet
 
 
 @dataclass(frozen=True)
@@ -91,7 +108,7 @@ def _float_or_none(value: int | None) -> float | None:
 
 def _fleet_counts(snapshot: Snapshot) -> list[tuple[Pairs, float]]:
     counts = dict.fromkeys(KioskStatus, 0)
-    for judged in snapshot.kiosks:
+    for judged in snapshot.everyone:
         counts[judged.status] += 1
     return [((("status", s.value),), float(n)) for s, n in counts.items()]
 
@@ -108,6 +125,90 @@ def _vital(field: str, divisor: float) -> Callable[[Judged], float | None]:
 
 def _vitals_wanted(settings: Settings) -> bool:
     return settings.metrics_vitals
+
+
+def _attention(settings: Settings) -> bool:
+    return settings.metrics_per_kiosk == ATTENTION
+
+
+def _every_kiosk(settings: Settings) -> bool:
+    return settings.metrics_per_kiosk != ATTENTION
+
+
+def _rollup(
+    read: Callable[[LocationTally], Mapping[Any, int]],
+    label_names: tuple[str, ...] = ("location",),
+    divisor: float = 1.0,
+) -> Callable[[Snapshot], list[tuple[Pairs, float]]]:
+    """Samples of one LocationTally counter, by location (and status or version)."""
+
+    def samples(snapshot: Snapshot) -> list[tuple[Pairs, float]]:
+        if snapshot.tally is None:
+            return []
+        counts = read(snapshot.tally)
+        return [
+            (
+                tuple(zip(label_names, key if isinstance(key, tuple) else (key,), strict=True)),
+                n / divisor,
+            )
+            for key, n in sorted(counts.items())
+        ]
+
+    return samples
+
+
+# Attention mode (exporter/attention.py): every kiosk counted per location. The history
+# counters' sums stand in for the per-kiosk counters, which a kiosk entering and leaving
+# the page would break (increase() reads a series that comes back as a reset).
+_ROLLUPS = (
+    FleetFamily(
+        names.LOCATION_KIOSKS,
+        "Kiosks per location and status (every kiosk, shown on the page or not).",
+        _rollup(lambda t: t.statuses, ("location", "status")),
+        wanted=_attention,
+    ),
+    FleetFamily(
+        names.LOCATION_ELIGIBLE,
+        "Kiosks that count for availability: expected online, and online or offline while"
+        " expected for at least online_threshold_seconds.",
+        _rollup(lambda t: t.eligible),
+        wanted=_attention,
+    ),
+    FleetFamily(
+        names.LOCATION_ELIGIBLE_ONLINE,
+        "Kiosks expected online that are online.",
+        _rollup(lambda t: t.eligible_online),
+        wanted=_attention,
+    ),
+    FleetFamily(
+        names.LOCATION_VERSIONS,
+        "Kiosks per location and app version (empty: none reported).",
+        _rollup(lambda t: t.versions, ("location", "app_version")),
+        wanted=_attention,
+    ),
+    FleetFamily(
+        names.LOCATION_OFFLINE_SECONDS,
+        "Sum of kiosk_offline_seconds_total over the location's kiosks; goes down when a"
+        " kiosk is deleted or moves away (a counter reset to Prometheus).",
+        _rollup(lambda t: t.downtime_us, divisor=1e6),
+        kind="counter",
+        wanted=_attention,
+    ),
+    FleetFamily(
+        names.LOCATION_OBSERVED_SECONDS,
+        "Sum of kiosk_observed_seconds_total over the location's kiosks (same caveat).",
+        _rollup(lambda t: t.observed_us, divisor=1e6),
+        kind="counter",
+        wanted=_attention,
+    ),
+    FleetFamily(
+        names.LOCATION_OUTAGES,
+        "Sum of kiosk_outages_total over the location's kiosks (same caveat).",
+        _rollup(lambda t: t.outages),
+        kind="counter",
+        wanted=_attention,
+    ),
+)
 
 
 # Device vitals (issue 16), in base units; a value the fresh snapshot does not know has no
@@ -215,20 +316,31 @@ FAMILIES: tuple[KioskFamily | FleetFamily, ...] = (
         "Seconds the status rule said offline (outage downtime), from persisted times.",
         lambda j: None if j.totals is None else j.totals.downtime_us / 1e6,
         kind="counter",
+        wanted=_every_kiosk,
     ),
     KioskFamily(
         names.OBSERVED_SECONDS,
         "Seconds observed since the first heartbeat (active, expected, service listening).",
         lambda j: None if j.totals is None else j.totals.observed_us / 1e6,
         kind="counter",
+        wanted=_every_kiosk,
     ),
     KioskFamily(
         names.OUTAGES,
         "Outages that began to count, the ongoing one included.",
         lambda j: None if j.totals is None else float(j.totals.outages),
         kind="counter",
+        wanted=_every_kiosk,
+    ),
+    KioskFamily(
+        names.RECENT_OUTAGES,
+        "Outages that went offline within the last hour; in attention mode only, where it"
+        " stands in for increases of kiosk_outages_total (KioskFlapping).",
+        lambda j: _float_or_none(j.recent_outages),
+        wanted=_attention,
     ),
     *_vital_families(),
+    *_ROLLUPS,
 )
 
 
@@ -244,9 +356,11 @@ def judge_fleet(
     latest: str | None,
     expected: FleetExpectation,
     totals: Mapping[int, Totals] | None = None,
+    recent: Mapping[int, int] | None = None,
 ) -> list[Judged]:
     """Every kiosk through the one status rule and the expected-hours rule, at one instant;
-    `totals` are the outage history's counters by kiosk id."""
+    `totals` are the outage history's counters by kiosk id, `recent` the outages of the
+    last hour (attention mode; None leaves them unknown)."""
     totals = totals or {}
     verdicts: dict[str | None, bool | None] = {}
     judged = []
@@ -269,9 +383,33 @@ def judge_fleet(
                 expected.judge(kiosk, status),
                 fresh,
                 totals.get(kiosk.id),
+                None if recent is None else recent.get(kiosk.id, 0),
             )
         )
     return judged
+
+
+def tally_locations(fleet: Sequence[Judged], threshold: float) -> LocationTally:
+    """Attention mode's roll-ups: every kiosk counted in its location (zeros included, so a
+    location whose kiosks are all fine still has its samples)."""
+    tally = LocationTally()
+    for judged in fleet:
+        location = judged.kiosk.location
+        if location not in tally.eligible:
+            for status in KioskStatus:
+                tally.statuses[(location, status.value)] += 0
+            tally.eligible[location] += 0
+            tally.eligible_online[location] += 0
+        tally.statuses[(location, judged.status.value)] += 1
+        tally.versions[(location, judged.kiosk.app_version or "")] += 1
+        if counts_for_availability(judged.status, judged.expected, threshold):
+            tally.eligible[location] += 1
+            tally.eligible_online[location] += int(judged.status is KioskStatus.ONLINE)
+        if judged.totals is not None:
+            tally.downtime_us[location] += judged.totals.downtime_us
+            tally.observed_us[location] += judged.totals.observed_us
+            tally.outages[location] += judged.totals.outages
+    return tally
 
 
 class FleetCollector(Collector):
@@ -288,6 +426,7 @@ class FleetCollector(Collector):
         self._clock = clock
         self._history = HistoryService(store, settings, clock)
         self.families_wanted = [f for f in FAMILIES if f.wanted(settings)]
+        self._attention = AttentionMemory() if _attention(settings) else None
 
     def snapshot(self, now: datetime | None = None) -> Snapshot:
         """Read every kiosk (the session ends here) and judge each at `now`."""
@@ -297,7 +436,38 @@ class FleetCollector(Collector):
         facts = self._store.expectation_facts(now, offline_before=offline_before)
         rule = FleetExpectation(facts, now)
         totals = self._history.counters(now)
-        return Snapshot(now, judge_fleet(kiosks, now, self._threshold, self._latest, rule, totals))
+        recent = self._recent_outages(now)
+        judged = judge_fleet(kiosks, now, self._threshold, self._latest, rule, totals, recent)
+        return Snapshot(now, judged) if self._attention is None else self._select(now, judged)
+
+    def _recent_outages(self, now: datetime) -> dict[int, int] | None:
+        """Attention mode: outages per kiosk that went offline within FLAPPING_WINDOW."""
+        if self._attention is None:
+            return None
+        since = now - FLAPPING_WINDOW
+        found = self._store.outages_between(since, now)
+        counts = {k: sum(since <= o.offline_at < now for o in v) for k, v in found.items()}
+        return {k: n for k, n in counts.items() if n}
+
+    def _select(self, now: datetime, judged: list[Judged]) -> Snapshot:
+        """Attention mode: per-kiosk series for the kiosks attention.py picks (and those it
+        picked within its hold); every kiosk counts in the per-location roll-ups."""
+        assert self._attention is not None
+        needing = [
+            j.kiosk.id
+            for j in judged
+            if needs_attention(
+                status=j.status,
+                expected=j.expected,
+                outdated=j.outdated,
+                vitals=j.vitals,
+                recent_outages=j.recent_outages or 0,
+                now=now,
+            )
+        ]
+        shown = self._attention.shown(needing, now)
+        selected = [j for j in judged if j.kiosk.id in shown]
+        return Snapshot(now, selected, judged, tally_locations(judged, self._threshold))
 
     def describe(self) -> Iterator[Metric]:
         """Registering must not touch the database: describe from names alone."""

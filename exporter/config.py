@@ -20,6 +20,7 @@ from .status import version_key
 
 ENV_PREFIX = "KIOSK_EXPORTER_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+METRICS_PER_KIOSK = ("all", "attention")
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,9 @@ class Settings:
     enrollment_code_ttl_seconds: float = 86400.0
     # False leaves every device vital out of /metrics (11 series per kiosk at most).
     metrics_vitals: bool = True
+    # "all": every kiosk's series (the page as it always was); "attention": per-kiosk series
+    # only for kiosks that need attention, plus per-location roll-ups (exporter/attention.py).
+    metrics_per_kiosk: str = "all"
     # Browser origins (https://kiosk-app.example) allowed to call the tablet endpoints.
     cors_allowed_origins: tuple[str, ...] = ()
     # The reverse proxy whose X-Forwarded-For waitress trusts for the client address.
@@ -309,6 +313,10 @@ def _coerce(name: str, value: Any) -> Any:
         return text.upper()
     if name == "database":
         parse_database_url(text)
+    if name == "metrics_per_kiosk":
+        if text.lower() not in METRICS_PER_KIOSK:
+            raise ValueError(f"{text!r} is not one of {', '.join(METRICS_PER_KIOSK)}")
+        return text.lower()
     if name == "report_timezone":
         time_zone(text)
     if name == "latest_app_version":

@@ -43,6 +43,16 @@ MAINTENANCE = "kiosk_maintenance"
 OFFLINE_SECONDS = "kiosk_offline_seconds_total"
 OBSERVED_SECONDS = "kiosk_observed_seconds_total"
 OUTAGES = "kiosk_outages_total"
+# metrics_per_kiosk: attention (issue 17): per-location roll-ups over every kiosk, and the
+# recent outages of each kiosk shown (the stand-in for increases of kiosk_outages_total).
+LOCATION_KIOSKS = "kiosk_location_kiosks"
+LOCATION_ELIGIBLE = "kiosk_location_eligible_kiosks"
+LOCATION_ELIGIBLE_ONLINE = "kiosk_location_eligible_online_kiosks"
+LOCATION_VERSIONS = "kiosk_location_app_version_kiosks"
+LOCATION_OFFLINE_SECONDS = "kiosk_location_offline_seconds_total"
+LOCATION_OBSERVED_SECONDS = "kiosk_location_observed_seconds_total"
+LOCATION_OUTAGES = "kiosk_location_outages_total"
+RECENT_OUTAGES = "kiosk_outages_last_hour"
 IDENTITY_LABELS = ("kiosk_id", "kiosk_name", "location")
 REJECTION_REASONS = ("auth", "inactive", "invalid", "rate_limited", "unavailable")
 ENROLLMENT_OUTCOMES = ("enrolled", "refused", "rate_limited")
