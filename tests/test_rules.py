@@ -18,6 +18,9 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 RULE_FILES = sorted((ROOT / "rules").glob("*.yml"))
 UNIT_TESTS = sorted((ROOT / "tests" / "rules").glob("*.test.yml"))
+# What `metrics_per_kiosk: attention` exports (kiosks that need attention, roll-ups); the
+# other files hold what `all` exports.
+ATTENTION_TESTS = ROOT / "tests" / "rules" / "attention_mode.test.yml"
 RUNBOOK = ROOT / "docs" / "runbook.md"
 
 PUBLIC_ALERTS = {
@@ -190,15 +193,28 @@ def test_duration_thresholds_carry_no_extra_for() -> None:
     assert stacked == []
 
 
-def test_every_alert_and_severity_is_unit_tested_firing() -> None:
-    """Each public alert appears firing (with its severity) in some promtool unit test."""
+def firing_in(paths: list[Path]) -> set[tuple[str, str]]:
+    """(alert, severity) pairs some promtool unit test of these files expects firing."""
     tested = set()
-    for path in UNIT_TESTS:
+    for path in paths:
         for case in yaml.safe_load(path.read_text())["tests"]:
             for check in case.get("alert_rule_test", []):
                 for alert in check.get("exp_alerts") or []:
                     tested.add((check["alertname"], alert["exp_labels"]["severity"]))
-    assert tested == PUBLIC_ALERTS
+    return tested
+
+
+def test_every_alert_and_severity_is_unit_tested_firing() -> None:
+    """Each public alert appears firing (with its severity) in some promtool unit test."""
+    assert firing_in(UNIT_TESTS) == PUBLIC_ALERTS
+
+
+def test_every_kiosk_alert_is_unit_tested_firing_in_attention_mode() -> None:
+    """On attention mode's page too. KioskExporterDown reads `up` and kiosk_fleet_kiosks
+    only, which both modes export alike."""
+    assert firing_in([ATTENTION_TESTS]) == {
+        (name, severity) for name, severity in PUBLIC_ALERTS if name != "KioskExporterDown"
+    }
 
 
 @pytest.mark.parametrize("test_file", UNIT_TESTS, ids=lambda p: p.name)
@@ -269,7 +285,38 @@ MUTATIONS = {
     "history availability": (
         r"1 - location:kiosk_offline_seconds:increase1d",
         "location:kiosk_offline_seconds:increase1d",
-        "kiosk_flapping",
+        "kiosk_flapping attention_mode",
+    ),
+    # Attention mode: the roll-ups and the service's figures must be what the rules read.
+    "attention: eligible kiosks per location": (
+        r"kiosk_location_eligible_kiosks\b",
+        "kiosk_location_eligible_gone",
+        "attention_mode",
+    ),
+    "attention: eligible kiosks online per location": (
+        r"kiosk_location_eligible_online_kiosks",
+        "kiosk_location_eligible_online_gone",
+        "attention_mode",
+    ),
+    "attention: a location without eligible kiosks has a count": (
+        r"(kiosk_location_eligible_kiosks\[5m\]\)\)) > 0",
+        r"\1",
+        "attention_mode",
+    ),
+    "attention: downtime from the location sums": (
+        r"kiosk_location_offline_seconds_total",
+        "kiosk_location_offline_gone",
+        "attention_mode",
+    ),
+    "attention: outages counted by the service": (
+        r"kiosk_outages_last_hour",
+        "kiosk_outages_gone",
+        "attention_mode",
+    ),
+    "a boot within the hour that begins the series": (
+        r"> bool \(time\(\) - 3600\)",
+        "> bool time()",
+        "attention_mode",
     ),
 }
 
