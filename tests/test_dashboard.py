@@ -48,6 +48,12 @@ PUBLIC_METRICS = frozenset(
         "kiosk_offline_seconds_total",
         "kiosk_observed_seconds_total",
         "kiosk_outages_total",
+        # metrics_per_kiosk: attention's per-location roll-ups (issue 17).
+        "kiosk_location_kiosks",
+        "kiosk_location_app_version_kiosks",
+        "kiosk_location_offline_seconds_total",
+        "kiosk_location_observed_seconds_total",
+        "kiosk_location_outages_total",
         "kiosk_exporter_heartbeats_total",
         "kiosk_exporter_heartbeats_rejected_total",
         "kiosk_exporter_heartbeat_delay_seconds_bucket",
@@ -336,7 +342,10 @@ def test_location_and_kiosk_variables_are_multi_select_label_values(
     # query stays short for thousands of kiosks.
     assert variable["allValue"] == ".*"
     query = variable_query(variable)
-    assert re.fullmatch(rf"label_values\(kiosk_info(\{{.*\}})?, {label}\)", query), query
+    # Locations from the roll-ups too: in attention mode a location whose kiosks are all
+    # fine has no kiosk_info series.
+    selector = r"kiosk_info(\{.*\})?|\{__name__=~\"kiosk_info\|kiosk_location_kiosks\"\}"
+    assert re.fullmatch(rf"label_values\(({selector}), {label}\)", query), query
     assert variable["definition"] == query
     if depends_on:
         assert depends_on in query
