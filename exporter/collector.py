@@ -136,16 +136,14 @@ def _every_kiosk(settings: Settings) -> bool:
 
 
 def _rollup(
-    read: Callable[[LocationTally], Mapping[Any, int]],
-    label_names: tuple[str, ...] = ("location",),
-    divisor: float = 1.0,
+    field: str, label_names: tuple[str, ...], divisor: float
 ) -> Callable[[Snapshot], list[tuple[Pairs, float]]]:
     """Samples of one LocationTally counter, by location (and status or version)."""
 
     def samples(snapshot: Snapshot) -> list[tuple[Pairs, float]]:
         if snapshot.tally is None:
             return []
-        counts = read(snapshot.tally)
+        counts: Mapping[Any, int] = getattr(snapshot.tally, field)
         return [
             (
                 tuple(zip(label_names, key if isinstance(key, tuple) else (key,), strict=True)),
@@ -160,55 +158,80 @@ def _rollup(
 # Attention mode (exporter/attention.py): every kiosk counted per location. The history
 # counters' sums stand in for the per-kiosk counters, which a kiosk entering and leaving
 # the page would break (increase() reads a series that comes back as a reset).
+# (name, help, LocationTally field, labels after location, kind, divisor to base unit)
 _ROLLUPS = (
-    FleetFamily(
+    (
         names.LOCATION_KIOSKS,
         "Kiosks per location and status (every kiosk, shown on the page or not).",
-        _rollup(lambda t: t.statuses, ("location", "status")),
-        wanted=_attention,
+        "statuses",
+        ("status",),
+        "gauge",
+        1,
     ),
-    FleetFamily(
+    (
         names.LOCATION_ELIGIBLE,
         "Kiosks that count for availability: expected online, and online or offline while"
         " expected for at least online_threshold_seconds.",
-        _rollup(lambda t: t.eligible),
-        wanted=_attention,
+        "eligible",
+        (),
+        "gauge",
+        1,
     ),
-    FleetFamily(
+    (
         names.LOCATION_ELIGIBLE_ONLINE,
         "Kiosks expected online that are online.",
-        _rollup(lambda t: t.eligible_online),
-        wanted=_attention,
+        "eligible_online",
+        (),
+        "gauge",
+        1,
     ),
-    FleetFamily(
+    (
         names.LOCATION_VERSIONS,
         "Kiosks per location and app version (empty: none reported).",
-        _rollup(lambda t: t.versions, ("location", "app_version")),
-        wanted=_attention,
+        "versions",
+        ("app_version",),
+        "gauge",
+        1,
     ),
-    FleetFamily(
+    (
         names.LOCATION_OFFLINE_SECONDS,
         "Sum of kiosk_offline_seconds_total over the location's kiosks; goes down when a"
         " kiosk is deleted or moves away (a counter reset to Prometheus).",
-        _rollup(lambda t: t.downtime_us, divisor=1e6),
-        kind="counter",
-        wanted=_attention,
+        "downtime_us",
+        (),
+        "counter",
+        1e6,
     ),
-    FleetFamily(
+    (
         names.LOCATION_OBSERVED_SECONDS,
         "Sum of kiosk_observed_seconds_total over the location's kiosks (same caveat).",
-        _rollup(lambda t: t.observed_us, divisor=1e6),
-        kind="counter",
-        wanted=_attention,
+        "observed_us",
+        (),
+        "counter",
+        1e6,
     ),
-    FleetFamily(
+    (
         names.LOCATION_OUTAGES,
         "Sum of kiosk_outages_total over the location's kiosks (same caveat).",
-        _rollup(lambda t: t.outages),
-        kind="counter",
-        wanted=_attention,
+        "outages",
+        (),
+        "counter",
+        1,
     ),
 )
+
+
+def _rollup_families() -> tuple[FleetFamily, ...]:
+    return tuple(
+        FleetFamily(
+            name,
+            documentation,
+            _rollup(field, ("location", *labels), divisor),
+            kind=kind,
+            wanted=_attention,
+        )
+        for name, documentation, field, labels, kind, divisor in _ROLLUPS
+    )
 
 
 # Device vitals (issue 16), in base units; a value the fresh snapshot does not know has no
@@ -340,7 +363,7 @@ FAMILIES: tuple[KioskFamily | FleetFamily, ...] = (
         wanted=_attention,
     ),
     *_vital_families(),
-    *_ROLLUPS,
+    *_rollup_families(),
 )
 
 

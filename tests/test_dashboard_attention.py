@@ -10,36 +10,28 @@ attention mode gives up are named, with the reason, in EMPTY_IN_ATTENTION_MODE.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.promstack import PrometheusProcess, prometheus_config_for_test
-from tests.support.service import RunningService
 from tests.test_dashboard_queries import (
     DASHBOARD,
     FLEET,
     LATEST_VERSION,
     LOCATIONS,
     PANELS,
-    SCRAPE_SECONDS,
     Stack,
-    Tablets,
-    grafana_merge,
-    grafana_organize,
     has_values,
     interpolate,
+    list_view_rows,
     run_panel,
-    seed,
+    running_stack,
     variable_query,
     variables,
-    wait_for_history,
 )
 
 pytestmark = pytest.mark.live
 
-ROOT = Path(__file__).resolve().parent.parent
 SHOWN = {"Cafeteria", "Floor2", "New"}
 # Panels that have no data in attention mode with this fleet, and why (docs/grafana.md).
 EMPTY_IN_ATTENTION_MODE = {
@@ -53,27 +45,8 @@ EMPTY_IN_ATTENTION_MODE = {
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("dashboard-attention")
-    database = f"sqlite:///{workdir / 'kiosks.db'}"
-    created = seed(database)
-    online = {k.name: created[k.name][1] for k in FLEET if k.status_code == 1}
-    settings = {
-        "online_threshold_seconds": 300,
-        "min_heartbeat_interval_seconds": 0,
-        "latest_app_version": LATEST_VERSION,
-        "metrics_per_kiosk": "attention",
-    }
-    rule_files = {p.name: p.read_text("utf-8") for p in sorted((ROOT / "rules").glob("*.yml"))}
-    with RunningService(workdir, settings, database) as service, Tablets(service, online) as tab:
-        config = prometheus_config_for_test(
-            (ROOT / "prometheus.yml").read_text("utf-8"),
-            exporter_target=f"127.0.0.1:{service.port}",
-            interval=f"{SCRAPE_SECONDS}s",
-        )
-        with PrometheusProcess(config, rule_files, workdir / "prometheus") as prometheus:
-            wait_for_history(prometheus)
-            assert not tab.errors, tab.errors
-            yield Stack(prometheus, service)
-        assert not tab.errors, tab.errors
+    with running_stack(workdir, metrics_per_kiosk="attention") as running:
+        yield running
 
 
 def values_of(stack: Stack, title: str) -> list[dict[str, Any]]:
@@ -125,11 +98,7 @@ def test_location_variable_lists_locations_whose_kiosks_are_all_fine(stack: Stac
 
 
 def test_list_view_lists_the_kiosks_that_need_attention_with_their_status(stack: Stack) -> None:
-    table = next(p for p in PANELS if p["title"] == "Kiosks")
-    rows = grafana_merge(run_panel(stack, table))
-    for transformation in table["transformations"][1:]:
-        rows = grafana_organize(rows, transformation["options"])
-    by_name = {row["Name"]: row for row in rows}
+    by_name = {row["Name"]: row for row in list_view_rows(stack)}
     assert set(by_name) == SHOWN
     codes = {k.name: k.status_code for k in FLEET}
     for name, row in by_name.items():

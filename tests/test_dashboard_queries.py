@@ -15,6 +15,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -207,11 +208,10 @@ class Tablets:
         self._thread.join(timeout=10)
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """One service and one Prometheus for the module: Prometheus 2.42 waits ~5 s before its
-    first scrape, and the recording rules need a few evaluations after that."""
-    workdir = tmp_path_factory.mktemp("dashboard")
+@contextmanager
+def running_stack(workdir: Path, **settings: str) -> Iterator[Stack]:
+    """The seeded service (`settings` on top of the test's) with its tablets, and a
+    Prometheus that loads the shipped rules and scrapes it, once it has some history."""
     database = f"sqlite:///{workdir / 'kiosks.db'}"
     created = seed(database)
     online = {k.name: created[k.name][1] for k in FLEET if k.status_code == 1}
@@ -219,6 +219,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "online_threshold_seconds": 300,
         "min_heartbeat_interval_seconds": 0,
         "latest_app_version": LATEST_VERSION,
+        **settings,
     }
     rule_files = {p.name: p.read_text("utf-8") for p in sorted((ROOT / "rules").glob("*.yml"))}
     assert rule_files, "no rules/*.yml"
@@ -233,6 +234,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             assert not tab.errors, tab.errors
             yield Stack(prometheus, service)
         assert not tab.errors, tab.errors
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """One service and one Prometheus for the module: Prometheus 2.42 waits ~5 s before its
+    first scrape, and the recording rules need a few evaluations after that."""
+    with running_stack(tmp_path_factory.mktemp("dashboard")) as running:
+        yield running
 
 
 def wait_for_history(prometheus: PrometheusProcess) -> None:
@@ -358,6 +367,16 @@ def grafana_organize(rows: list[dict[str, Any]], options: dict[str, Any]) -> lis
     return [{rename.get(k, k): v for k, v in row.items() if k not in hidden} for row in rows]
 
 
+def list_view_rows(stack: Stack) -> list[dict[str, Any]]:
+    """The list view's rows as Grafana shows them: merged, then organized."""
+    table = next(p for p in PANELS if p["title"] == "Kiosks")
+    rows = grafana_merge(run_panel(stack, table))
+    for transformation in table["transformations"][1:]:
+        assert transformation["id"] == "organize"
+        rows = grafana_organize(rows, transformation["options"])
+    return rows
+
+
 @pytest.mark.parametrize("panel", PANELS, ids=[p["title"] for p in PANELS])
 def test_every_panel_query_runs_and_returns_data_for_the_whole_fleet(
     stack: Stack, panel: dict[str, Any]
@@ -424,11 +443,7 @@ def test_list_and_card_views_give_each_kiosk_its_true_status(stack: Stack) -> No
 def test_list_view_table_shows_one_row_per_kiosk_after_the_transformations(
     stack: Stack,
 ) -> None:
-    table = next(p for p in PANELS if p["title"] == "Kiosks")
-    rows = grafana_merge(run_panel(stack, table))
-    for transformation in table["transformations"][1:]:
-        assert transformation["id"] == "organize"
-        rows = grafana_organize(rows, transformation["options"])
+    rows = list_view_rows(stack)
     by_name = {row["Name"]: row for row in rows}
     assert len(rows) == len(by_name) == len(FLEET), rows
     for kiosk in FLEET:
@@ -464,11 +479,7 @@ def test_list_view_columns_hold_the_kiosks_facts(stack: Stack) -> None:
 
 
 def test_vitals_show_in_the_list_view_and_the_most_at_risk_panel(stack: Stack) -> None:
-    table = next(p for p in PANELS if p["title"] == "Kiosks")
-    rows = grafana_merge(run_panel(stack, table))
-    for transformation in table["transformations"][1:]:
-        rows = grafana_organize(rows, transformation["options"])
-    by_name = {row["Name"]: row for row in rows}
+    by_name = {row["Name"]: row for row in list_view_rows(stack)}
     assert float(by_name["Entrance"]["Battery"]) == 0.625
     assert float(by_name["Entrance"]["Storage free"]) == 0.25
     assert float(by_name["Entrance"]["Wi-Fi signal"]) == -61
