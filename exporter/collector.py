@@ -450,6 +450,7 @@ class FleetCollector(Collector):
         self._history = HistoryService(store, settings, clock)
         self.families_wanted = [f for f in FAMILIES if f.wanted(settings)]
         self._attention = AttentionMemory() if _attention(settings) else None
+        self._vitals_exported = settings.metrics_vitals
 
     def snapshot(self, now: datetime | None = None) -> Snapshot:
         """Read every kiosk (the session ends here) and judge each at `now`."""
@@ -483,7 +484,8 @@ class FleetCollector(Collector):
                 status=j.status,
                 expected=j.expected,
                 outdated=j.outdated,
-                vitals=j.vitals,
+                # No vitals exported, no vitals alert: no reason to show the kiosk for them.
+                vitals=j.vitals if self._vitals_exported else None,
                 recent_outages=j.recent_outages or 0,
                 now=now,
             )

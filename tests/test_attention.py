@@ -307,6 +307,17 @@ def test_both_renderers_agree_in_attention_mode(make_client, store, clock):
 
 
 @sqlite_only
+def test_vitals_show_a_kiosk_only_when_they_are_exported(make_client, store, clock):
+    kiosk, _ = store.add_kiosk("Low", "Hall", now=clock())
+    low = Vitals(reported_at=clock(), battery_percent=10.0, battery_charging=False)
+    store.record_heartbeat(kiosk.id, received_at=clock(), vitals=low)
+    shown = samples(make_client(metrics_per_kiosk="attention").simulate_get("/metrics").text)
+    assert kiosk_names(shown, "kiosk_battery_ratio") == {"Low": 0.1}
+    client = make_client(metrics_per_kiosk="attention", metrics_vitals=False)
+    assert kiosk_names(samples(client.simulate_get("/metrics").text), "kiosk_online") == {}
+
+
+@sqlite_only
 def test_all_mode_page_has_no_rollups(client, store, clock):
     store.add_kiosk("K", "Hall", now=clock())
     text = client.simulate_get("/metrics").text
