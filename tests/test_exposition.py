@@ -124,8 +124,9 @@ def test_what_the_renderer_keeps_never_outlives_what_it_formats(store, clock):
         snapshot = collector.snapshot()
         pages = {}
         for openmetrics, text in kept.items():
-            page = text.render(snapshot, openmetrics)
-            assert page == FleetText(collector.families_wanted).render(snapshot, openmetrics)
+            page = b"".join(text.render(snapshot, openmetrics))
+            fresh = FleetText(collector.families_wanted).render(snapshot, openmetrics)
+            assert page == b"".join(fresh)
             pages[openmetrics] = page.decode()
         assert kiosk_samples(pages[False]) == kiosk_samples(pages[True] + "# EOF\n")
         return pages[False]
