@@ -1,6 +1,6 @@
 """Issue #17's four targets, side by side in one run (interleaved rounds: the machine is shared).
 
-    .venv/bin/python bench/targets.py [--kiosks 100000] [--scrapes 50] [--skip workers]
+    .venv/bin/python bench/targets.py [--kiosks 100000] [--scrapes 50] [--skip workers] [--root DIR]
 
 1. heartbeat p99 at a steady Poisson rate: without scrapes vs while /metrics is scraped
    back to back (gzip, as Prometheus asks) -> at most 2x, or under 50 ms;
@@ -230,13 +230,16 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument(
+        "--root", type=Path, default=ROOT, help="serve another checkout (a before/after run)"
+    )
+    parser.add_argument(
         "--skip", nargs="*", default=[], choices=["latency", "render", "memory", "workers"]
     )
     args = parser.parse_args()
     print(f"issue #17 targets, {args.kiosks:,} kiosks on SQLite ({time.strftime('%F %T')})")
     with tempfile.TemporaryDirectory() as tmp, fleet_database("sqlite", Path(tmp)) as database:
         keys = provision(database, Path(tmp), args.kiosks, heartbeats=True)
-        server = start_exporter(database, Path(tmp), 16)
+        server = start_exporter(database, Path(tmp), 16, root=args.root)
         try:
             scrape(server.url)  # the renderer's first page fills its caches
             if "latency" not in args.skip:
@@ -246,7 +249,7 @@ def main() -> None:
         finally:
             server.stop()
         if "memory" not in args.skip:
-            server = start_exporter(database, Path(tmp), 16)
+            server = start_exporter(database, Path(tmp), 16, root=args.root)
             try:
                 target_memory(server.url, server, args)
             finally:
