@@ -85,10 +85,17 @@ class FleetText:
         self._keys: list[tuple[int, str, str]] = []
         self._texts: list[str] = []
         self._previous: dict[str, _Body] = {}
+        # One render at a time: what it keeps must stay aligned with one fleet (a text and an
+        # OpenMetrics scrape may render at once in the serving process's threads).
+        self._lock = threading.Lock()
 
     def render(self, snapshot: Snapshot, openmetrics: bool) -> list[bytes]:
         """The page's fleet part, as pieces to join once with the rest of the page (a
         100,000-kiosk page is ~110 MB: each copy of it costs ~0.1 s)."""
+        with self._lock:
+            return self._render(snapshot, openmetrics)
+
+    def _render(self, snapshot: Snapshot, openmetrics: bool) -> list[bytes]:
         kiosks = snapshot.kiosks
         identities, moved = self._identity_texts(kiosks)
         parts: list[bytes] = []
