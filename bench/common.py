@@ -75,6 +75,26 @@ def provision(
     return keys_file
 
 
+def provision_checkout(
+    root: Path, database: str, workdir: Path, kiosks: int, *, heartbeats: bool = False
+) -> Path:
+    """provision() run by another checkout's own code (its migrations, its store), in a
+    process whose imports come from that checkout: a before/after comparison."""
+    if root == ROOT:
+        return provision(database, workdir, kiosks, heartbeats=heartbeats)
+    script = (
+        "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); "
+        "from common import provision; "
+        "provision(sys.argv[2], Path(sys.argv[3]), int(sys.argv[4]), heartbeats=sys.argv[5] == '1')"
+    )
+    arguments = [str(root / "bench"), database, str(workdir), str(kiosks), str(int(heartbeats))]
+    environment = {**os.environ, "PYTHONPATH": str(root)}
+    subprocess.run(
+        [sys.executable, "-c", script, *arguments], cwd=root, env=environment, check=True
+    )
+    return workdir / "keys.txt"
+
+
 def split_keys(keys_file: Path, parts: int) -> list[Path]:
     """One key file per replica, so each wrk drives its own share of the fleet."""
     keys = keys_file.read_text().splitlines()
@@ -103,6 +123,12 @@ class Server:
         }
         return values["VmRSS"] / 1024, values["VmHWM"] / 1024
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) of the server process so far, from /proc: per request,
+        it moves far less with the machine's load than requests/s does."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(30)
@@ -124,6 +150,7 @@ def start_exporter(
         "KIOSK_EXPORTER_MIN_HEARTBEAT_INTERVAL_SECONDS": "0",
         "KIOSK_EXPORTER_THREADS": str(threads),
         "KIOSK_EXPORTER_CONNECTION_LIMIT": "2000",
+        **({} if root == ROOT else {"PYTHONPATH": str(root)}),
         **(env or {}),
     }
     command = [
@@ -140,7 +167,11 @@ def start_exporter(
         *(serve_args or []),
     ]
     process = subprocess.Popen(command, stdout=log, stderr=log, env=variables, cwd=root)
-    return _ready(Server(process, port))
+    try:
+        return _ready(Server(process, port))
+    except RuntimeError as exc:
+        tail = (workdir / "server.log").read_text(errors="replace").splitlines()[-5:]
+        raise RuntimeError(f"{exc} ({root}): " + " | ".join(tail)) from None
 
 
 def start_hello(threads: int) -> Server:

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/heartbeats.py [--kiosks 10000 100000] [--seconds 15]
     .venv/bin/python bench/heartbeats.py --vitals --kiosks 10000 --seconds 10 --rounds 3
+    .venv/bin/python bench/heartbeats.py --against /tmp/old --kiosks 10000 --seconds 8 --rounds 5
 
 Every 200 is a committed heartbeat: the script checks the service's own counter of
 committed heartbeats against wrk's count of 2xx answers after each run.
@@ -10,19 +11,24 @@ committed heartbeats against wrk's count of 2xx answers after each run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from common import (
     FULL_VITALS,
     PLAIN_BODY,
+    ROOT,
+    Server,
     counter,
     fleet_database,
     paced_wrk,
     provision,
+    provision_checkout,
     split_keys,
     start_exporter,
     start_hello,
@@ -169,6 +175,97 @@ def run_vitals(kiosks: int, args: argparse.Namespace) -> None:
     )
 
 
+def measured(server: Server, run: Callable[[], dict]) -> dict:
+    """One wrk run against the service, with its CPU per answer and the commit check."""
+    before = counter(server.url, "kiosk_exporter_heartbeats_total"), server.cpu_seconds()
+    result = run()
+    committed = counter(server.url, "kiosk_exporter_heartbeats_total") - before[0]
+    if committed < result["requests"] - result["errors"]:
+        raise SystemExit(f"{server.url}: a 2xx answer without a committed heartbeat")
+    result["cpu_us"] = (server.cpu_seconds() - before[1]) / max(result["requests"], 1) * 1e6
+    return result
+
+
+def run_against(kiosks: int, args: argparse.Namespace) -> None:
+    """This checkout and others (`--against`, e.g. `git worktree`s of older commits) side
+    by side against the peer, in interleaved rounds of one run, with the same venv, peer and
+    wrk. Each checkout provisions its own database with its own code and runs its service
+    from its own tree. Each round: peer, every service saturated (the order rotates from
+    round to round), peer again, then every service paced (unless --no-paced); a ratio uses
+    the mean of its round's two peer runs, because the machine's load drifts within a
+    minute. CPU per heartbeat (the server process's, from /proc) moves least with the load."""
+    roots = {"this checkout": ROOT, **{str(path): path.resolve() for path in args.against}}
+    figures: dict[str, dict[str, list[float]]] = {
+        name: {"ratio": [], "cpu": [], "p99": []} for name in roots
+    }
+    with contextlib.ExitStack() as stack:
+        servers, keys = {}, {}
+        for name, root in roots.items():
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            database = stack.enter_context(fleet_database(args.backend, tmp))
+            keys[name] = provision_checkout(root, database, tmp, kiosks, heartbeats=True)
+            servers[name] = start_exporter(database, tmp, args.threads, root=root)
+            stack.callback(servers[name].stop)
+            first_contact([servers[name]], [keys[name]], kiosks, args)  # every key cached
+        peer = start_hello(args.threads)
+        stack.callback(peer.stop)
+
+        def saturate(name: str | None) -> dict:
+            server = servers[name] if name else peer
+            run = lambda: wrk(  # noqa: E731
+                server.url,
+                keys[name or "this checkout"],
+                seconds=args.seconds,
+                connections=args.connections,
+            )
+            return measured(server, run) if name else run()
+
+        saturate(None)  # warm-up
+        for round_ in range(args.rounds):
+            order = list(roots)[round_ % len(roots) :] + list(roots)[: round_ % len(roots)]
+            peers = [saturate(None)["rps"]]
+            results = {name: saturate(name) for name in order}
+            peers.append(saturate(None)["rps"])
+            line = []
+            for name in roots:
+                ratio = results[name]["rps"] / statistics.mean(peers)
+                figures[name]["ratio"].append(ratio)
+                figures[name]["cpu"].append(results[name]["cpu_us"])
+                text = (
+                    f"{results[name]['rps']:.0f}/s {ratio:.2f} x {results[name]['cpu_us']:.0f} us"
+                )
+                if not args.no_paced:
+                    paced = measured(
+                        servers[name],
+                        lambda name=name: paced_wrk(
+                            servers[name].url,
+                            keys[name],
+                            seconds=args.seconds,
+                            connections=PACED_CONNECTIONS,
+                            rate=TARGET_RATE,
+                        ),
+                    )
+                    figures[name]["p99"].append(paced["p99_us"] / 1000)
+                    text += f", paced {paced['rps']:.0f}/s p99 {paced['p99_us'] / 1000:.1f} ms"
+                line.append(f"{name}: {text}")
+            print(
+                f"  round {round_ + 1}: peer {peers[0]:.0f}/{peers[1]:.0f}/s; " + "; ".join(line),
+                flush=True,
+            )
+    print(f"{args.backend} {kiosks} kiosks, {args.rounds} rounds (every 2xx committed):")
+    for name, values in figures.items():
+        spread = {
+            k: f"{statistics.median(v):.2f} ({min(v):.2f}-{max(v):.2f})"
+            for k, v in values.items()
+            if v
+        }
+        paced = f"; paced {TARGET_RATE}/s p99 ms {spread['p99']}" if "p99" in spread else ""
+        print(
+            f"  {name}: saturated {spread['ratio']} x the peer; "
+            f"CPU us/heartbeat {spread['cpu']}{paced}"
+        )
+
+
 def report(rows: list[tuple[str, dict]]) -> None:
     print(
         f"\n{'run':<42} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} "
@@ -215,8 +312,20 @@ def main() -> None:
         action="store_true",
         help="instead: saturated ingest with and without device vitals vs the peer, interleaved",
     )
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of --vitals")
+    parser.add_argument(
+        "--against",
+        type=Path,
+        nargs="+",
+        help="instead: this checkout vs other checkouts' services (e.g. git worktrees of older "
+        "commits) vs the peer, saturated and paced, interleaved",
+    )
+    parser.add_argument("--no-paced", action="store_true", help="--against: saturated only")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of --vitals / --against")
     args = parser.parse_args()
+    if args.against:
+        for kiosks in args.kiosks:
+            run_against(kiosks, args)
+        return
     if args.vitals:
         for kiosks in args.kiosks:
             run_vitals(kiosks, args)
