@@ -226,8 +226,8 @@ def run_against(kiosks: int, args: argparse.Namespace) -> None:
             peers = [saturate(None)["rps"]]
             results = {name: saturate(name) for name in order}
             peers.append(saturate(None)["rps"])
-            line = []
-            for name in roots:
+            line = {}
+            for name in order:  # paced in the same rotated order
                 ratio = results[name]["rps"] / statistics.mean(peers)
                 figures[name]["ratio"].append(ratio)
                 figures[name]["cpu"].append(results[name]["cpu_us"])
@@ -247,9 +247,10 @@ def run_against(kiosks: int, args: argparse.Namespace) -> None:
                     )
                     figures[name]["p99"].append(paced["p99_us"] / 1000)
                     text += f", paced {paced['rps']:.0f}/s p99 {paced['p99_us'] / 1000:.1f} ms"
-                line.append(f"{name}: {text}")
+                line[name] = f"{name}: {text}"
             print(
-                f"  round {round_ + 1}: peer {peers[0]:.0f}/{peers[1]:.0f}/s; " + "; ".join(line),
+                f"  round {round_ + 1}: peer {peers[0]:.0f}/{peers[1]:.0f}/s; "
+                + "; ".join(line[name] for name in roots),
                 flush=True,
             )
     print(f"{args.backend} {kiosks} kiosks, {args.rounds} rounds (every 2xx committed):")
