@@ -39,7 +39,7 @@ from .payload import (
 )
 from .payload import is_json as _is_json
 from .readiness import ReadinessProbe
-from .records import HeartbeatWrite, KioskRecord, Outcome
+from .records import HeartbeatResult, HeartbeatWrite, KioskRecord, Outcome
 from .status import KioskState, KioskStatus, judge, retry_after_seconds
 from .store import Store
 from .vitals import snapshot
@@ -140,8 +140,7 @@ class KioskService:
     ) -> dict[str, Any]:
         """Record one heartbeat; every refusal is counted by reason before it propagates."""
         try:
-            with self.gate.slot():
-                return self._heartbeat(api_key, content_type, body)
+            return self._heartbeat(api_key, content_type, body)
         except ExporterError as exc:
             reason = next((r for t, r in _REJECTION_REASONS.items() if isinstance(exc, t)), None)
             if reason:
@@ -153,7 +152,10 @@ class KioskService:
     ) -> dict[str, Any]:
         key_hash = self._key_hash(api_key)
         # Authenticate before judging the body: strangers learn nothing about the format.
-        kiosk_id = self.directory.get(key_hash) or self._kiosk_id_for(key_hash)
+        kiosk_id = self.directory.get(key_hash)
+        if kiosk_id is None:
+            with self.gate.slot():  # a read in this thread
+                kiosk_id = self._kiosk_id_for(key_hash)
         if len(body) > MAX_BODY_BYTES:
             raise PayloadTooLarge(MAX_BODY_BYTES)
         if not is_blank(body) and not _is_json(content_type):
@@ -168,7 +170,7 @@ class KioskService:
             payload.device_info,
             snapshot(payload.diagnostics, received_at),
         )
-        result = self.writer.submit(write)
+        result = self._submit(write)
         if result.outcome is Outcome.UNKNOWN_KEY:
             self.directory.forget(key_hash)
             raise UnknownKey()
@@ -187,6 +189,21 @@ class KioskService:
         self.ignored_log.notice(payload.ignored_fields)
         log.debug("heartbeat from kiosk %d (app %r)", kiosk_id, payload.app_version)
         return self._heartbeat_reply(kiosk_id, received_at, payload)
+
+    def _submit(self, write: HeartbeatWrite) -> HeartbeatResult:
+        """Hand the write to the writer thread and wait for its commit, within the database
+        gate's rule: a free slot is held for the wait; past the limit, the request is
+        refused at once while a database call is stuck, and otherwise waits as long as none
+        is (it would have waited for a slot just as long). Only the writer thread touches
+        the database, so past the limit there is no call of this thread's to bound, and no
+        reason to queue for a slot: at saturation, every worker thread carries a heartbeat."""
+        if self.gate.try_enter():
+            try:
+                return self.writer.submit(write)
+            finally:
+                self.gate.leave()
+        self.gate.require_answering()
+        return self.writer.submit(write, keep_waiting=self.gate.require_answering)
 
     def _heartbeat_reply(
         self, kiosk_id: int, received_at: datetime, payload: HeartbeatPayload

@@ -7,11 +7,12 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from .errors import ExporterError, StorageUnavailable
+from .gate import RECHECK_SECONDS
 from .records import HeartbeatResult, HeartbeatWrite
 
 log = logging.getLogger(__name__)
@@ -99,19 +100,34 @@ class HeartbeatWriter:
         if self._thread.is_alive():
             self._thread.join(timeout)
 
-    def submit(self, write: HeartbeatWrite) -> HeartbeatResult:
-        """Block until the heartbeat's batch is committed (or failed)."""
+    def submit(
+        self, write: HeartbeatWrite, *, keep_waiting: Callable[[], None] | None = None
+    ) -> HeartbeatResult:
+        """Block until the heartbeat's batch is committed (or failed). `keep_waiting`, if
+        given, is called every RECHECK_SECONDS while the batch is not committed, and ends the
+        wait by raising (the database gate's rule for a request past its limit)."""
         if self._stopping.is_set():
             raise StorageUnavailable("the service is shutting down")
         self._refuse_while_stuck()
         pending = _Pending(write)
         self._queue.put(pending)
-        if not pending.done.acquire(timeout=self._wait_timeout):
+        if not self._wait(pending, keep_waiting):
             raise StorageUnavailable("the database did not answer in time")
         if pending.error is not None:
             raise pending.error
         assert pending.result is not None
         return pending.result
+
+    def _wait(self, pending: _Pending, keep_waiting: Callable[[], None] | None) -> bool:
+        if keep_waiting is None:
+            return pending.done.acquire(timeout=self._wait_timeout)
+        deadline = time.monotonic() + self._wait_timeout
+        # A healthy commit takes milliseconds: the first wait nearly always ends the loop.
+        while not pending.done.acquire(timeout=min(RECHECK_SECONDS, self._wait_timeout)):
+            keep_waiting()
+            if time.monotonic() >= deadline:
+                return False
+        return True
 
     def _refuse_while_stuck(self) -> None:
         since = self._busy_since
