@@ -177,12 +177,15 @@ def run_vitals(kiosks: int, args: argparse.Namespace) -> None:
 
 def measured(server: Server, run: Callable[[], dict]) -> dict:
     """One wrk run against the service, with its CPU per answer and the commit check."""
-    before = counter(server.url, "kiosk_exporter_heartbeats_total"), server.cpu_seconds()
+    committed = counter(server.url, "kiosk_exporter_heartbeats_total")
+    cpu, switches = server.cpu_seconds(), server.context_switches()
     result = run()
-    committed = counter(server.url, "kiosk_exporter_heartbeats_total") - before[0]
+    requests = max(result["requests"], 1)
+    result["cpu_us"] = (server.cpu_seconds() - cpu) / requests * 1e6
+    result["switches"] = (server.context_switches() - switches) / requests
+    committed = counter(server.url, "kiosk_exporter_heartbeats_total") - committed
     if committed < result["requests"] - result["errors"]:
         raise SystemExit(f"{server.url}: a 2xx answer without a committed heartbeat")
-    result["cpu_us"] = (server.cpu_seconds() - before[1]) / max(result["requests"], 1) * 1e6
     return result
 
 
@@ -193,10 +196,11 @@ def run_against(kiosks: int, args: argparse.Namespace) -> None:
     from its own tree. Each round: peer, every service saturated (the order rotates from
     round to round), peer again, then every service paced (unless --no-paced); a ratio uses
     the mean of its round's two peer runs, because the machine's load drifts within a
-    minute. CPU per heartbeat (the server process's, from /proc) moves least with the load."""
+    minute. Per heartbeat, the server process's CPU time and its threads' voluntary context
+    switches (from /proc) move far less with the machine's load than the rates do."""
     roots = {"this checkout": ROOT, **{str(path): path.resolve() for path in args.against}}
     figures: dict[str, dict[str, list[float]]] = {
-        name: {"ratio": [], "cpu": [], "p99": []} for name in roots
+        name: {"ratio": [], "cpu": [], "switches": [], "p99": []} for name in roots
     }
     with contextlib.ExitStack() as stack:
         servers, keys = {}, {}
@@ -231,8 +235,11 @@ def run_against(kiosks: int, args: argparse.Namespace) -> None:
                 ratio = results[name]["rps"] / statistics.mean(peers)
                 figures[name]["ratio"].append(ratio)
                 figures[name]["cpu"].append(results[name]["cpu_us"])
+                figures[name]["switches"].append(results[name]["switches"])
+                result = results[name]
                 text = (
-                    f"{results[name]['rps']:.0f}/s {ratio:.2f} x {results[name]['cpu_us']:.0f} us"
+                    f"{result['rps']:.0f}/s {ratio:.2f} x, {result['cpu_us']:.0f} us CPU, "
+                    f"{result['switches']:.2f} switches"
                 )
                 if not args.no_paced:
                     paced = measured(
@@ -263,7 +270,8 @@ def run_against(kiosks: int, args: argparse.Namespace) -> None:
         paced = f"; paced {TARGET_RATE}/s p99 ms {spread['p99']}" if "p99" in spread else ""
         print(
             f"  {name}: saturated {spread['ratio']} x the peer; "
-            f"CPU us/heartbeat {spread['cpu']}{paced}"
+            f"CPU us/heartbeat {spread['cpu']}; voluntary context switches/heartbeat "
+            f"{spread['switches']}{paced}"
         )
 
 
