@@ -459,19 +459,17 @@ class FleetCollector(Collector):
         offline_before = now - timedelta(seconds=self._threshold)
         facts = self._store.expectation_facts(now, offline_before=offline_before)
         rule = FleetExpectation(facts, now)
-        totals = self._history.counters(now)
-        recent = self._recent_outages(now)
+        totals = self._history.counters(kiosks)
+        recent = self._recent_outages(kiosks, now)
         judged = judge_fleet(kiosks, now, self._threshold, self._latest, rule, totals, recent)
         return Snapshot(now, judged) if self._attention is None else self._select(now, judged)
 
-    def _recent_outages(self, now: datetime) -> dict[int, int] | None:
-        """Attention mode: outages per kiosk that went offline within FLAPPING_WINDOW."""
+    def _recent_outages(self, kiosks: list[KioskRecord], now: datetime) -> dict[int, int] | None:
+        """Attention mode: outages per kiosk that began to count within FLAPPING_WINDOW, as
+        the history judges them (a night or a restart of the service is none)."""
         if self._attention is None:
             return None
-        since = now - FLAPPING_WINDOW
-        found = self._store.outages_between(since, now)
-        counts = {k: sum(since <= o.offline_at < now for o in v) for k, v in found.items()}
-        return {k: n for k, n in counts.items() if n}
+        return self._history.outages_started(kiosks, now - FLAPPING_WINDOW, now)
 
     def _select(self, now: datetime, judged: list[Judged]) -> Snapshot:
         """Attention mode: per-kiosk series for the kiosks attention.py picks (and those it

@@ -12,6 +12,7 @@ jumps over (when clocks go forward) means the jump itself.
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -226,6 +227,30 @@ def containing(intervals: Sequence[Interval], moment: datetime) -> Interval | No
 def listening_blocks(intervals: Iterable[LivenessInterval]) -> list[Interval]:
     """Replicas' liveness merged; a block lasts one period past its last record."""
     return merge((i.started_at, i.last_seen_at + LIVENESS_GRACE) for i in intervals)
+
+
+def unknown_intervals(
+    intervals: Iterable[LivenessInterval], since: datetime, until: datetime
+) -> list[Interval]:
+    """Time in [since, until) when no replica was listening: the gaps between listening
+    blocks. Time before the first record ever counts as listening (an upgrade resets
+    nobody); time after the last one is unknown only once the service has missed more than
+    two periods, as a replica's own loop judges itself (a running service writes every
+    period, so a late tick is no gap)."""
+    records = list(intervals)
+    blocks = listening_blocks(records)
+    gaps = [(end, start) for (_, end), (start, _) in itertools.pairwise(blocks)]
+    if records:
+        last_seen = max(i.last_seen_at for i in records)
+        if until - last_seen > 2 * LIVENESS_GRACE:
+            gaps.append((last_seen + LIVENESS_GRACE, until))
+    return [(max(s, since), min(e, until)) for s, e in gaps if s < until and e > since]
+
+
+def latest_liveness(intervals: Iterable[LivenessInterval]) -> datetime | None:
+    """The last instant any replica recorded itself listening: the history's counters run
+    up to it, never up to a replica's own clock, so every replica reports the same value."""
+    return max((i.last_seen_at for i in intervals), default=None)
 
 
 def listening_since(intervals: Iterable[LivenessInterval], now: datetime) -> datetime | None:

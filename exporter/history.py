@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, NamedTuple
@@ -18,6 +18,7 @@ from .access import Caller
 from .clock import Clock, format_utc, parse_utc
 from .config import Settings, time_zone
 from .errors import ExporterError, InvalidInput
+from .expected import expected_intervals, latest_liveness, unknown_intervals
 from .history_store import KioskHistoryRecord, TotalsAdvance
 from .outages import (
     ZERO,
@@ -26,11 +27,20 @@ from .outages import (
     Outage,
     WindowSummary,
     day_bounds,
+    merge,
     ratio,
     seconds,
+    subtract,
     summarize,
+    total,
 )
-from .records import KioskRecord
+from .records import (
+    KioskEvent,
+    KioskRecord,
+    LivenessInterval,
+    MaintenanceWindow,
+    ScheduleVersion,
+)
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -167,7 +177,7 @@ class HistoryService:
         whole = (
             Window(bounds[0][0], window.until, window.now, window.complete) if bounds else window
         )
-        facts = self._facts([kiosk.id], whole)
+        facts = self._facts([kiosk], whole)
         days = []
         for start, end in bounds:
             part = self._summarize(kiosk.id, facts, start, min(end, window.until), window.now)
@@ -182,40 +192,80 @@ class HistoryService:
             )
         return days
 
+    def outages_started(
+        self, kiosks: Sequence[KioskRecord], since: datetime, until: datetime
+    ) -> dict[int, int]:
+        """Outages per kiosk that began to count within [since, until) (attention mode's
+        stand-in for increases of kiosk_outages_total), judged as every history figure is:
+        a closed night or a restart of the service is no outage. Kiosks with none are left
+        out."""
+        with_rows = self.store.outages_between(since, until)
+        concerned = [k for k in kiosks if k.id in with_rows]
+        if not concerned:
+            return {}
+        window = Window(since, until, until, True)
+        facts = self._facts(concerned, window)
+        started = {
+            k.id: self._summarize(k.id, facts, since, until, until).started(since, until)
+            for k in concerned
+        }
+        return {k: n for k, n in started.items() if n}
+
     # -- counters: kiosk_offline_seconds_total and co ----------------------------------------
 
     def counters(
-        self, until: datetime, histories: dict[int, KioskHistoryRecord] | None = None
+        self,
+        kiosks: Sequence[KioskRecord] | None = None,
+        histories: dict[int, KioskHistoryRecord] | None = None,
+        until: datetime | None = None,
     ) -> dict[int, Totals]:
-        """Each observed kiosk's totals since it was first observed, up to `until`: the
-        stored totals (exact up to their `through_at`) plus what the facts add after it.
-        Only persisted times enter, so every replica computes the same value, and purging
-        rows the totals hold changes nothing."""
+        """Each observed kiosk's totals since it was first observed: the stored totals
+        (exact up to their `through_at`) plus what the facts add after it, up to the last
+        recorded liveness of any replica (`until` by default: never this replica's clock, so
+        every replica reports the same values, and a `kill -9` adds nothing). Purging rows
+        the totals hold changes nothing."""
         histories = self.store.kiosk_histories() if histories is None else histories
         if not histories:
             return {}
+        liveness = self.store.liveness_intervals()
+        if until is None:
+            # Before the first liveness record ever, the service counts as listening.
+            until = latest_liveness(liveness) or self.clock()
         froms = {k: h.through_at or h.observed_since for k, h in histories.items()}
         earliest = min(min(froms.values()), until)
         outages = self.store.outages_between(earliest, until)
-        unknown, excluded = self._exclusions(None, Window(earliest, until, until, True))
+        kiosks = self.store.list_kiosks() if kiosks is None else kiosks
+        unknown, excluded = self._exclusions(
+            [k for k in kiosks if k.id in histories],
+            _reach(earliest, outages),
+            until,
+            liveness,
+            one_kiosk=False,
+        )
+        plain: dict[tuple[datetime, int], timedelta] = {}
         totals = {}
         for kiosk_id, h in histories.items():
             since = froms[kiosk_id]
+            base = Totals(h.downtime_us, h.observed_us, h.outages)
+            holes = excluded.get(kiosk_id, ())
             if since >= until:
-                totals[kiosk_id] = Totals(h.downtime_us, h.observed_us, h.outages)
-            elif kiosk_id not in outages and not unknown and kiosk_id not in excluded:
-                # The common case: observed throughout, no outage.
-                seen = h.observed_us + (until - since) // MICROSECOND
-                totals[kiosk_id] = Totals(h.downtime_us, seen, h.outages)
+                totals[kiosk_id] = base
+            elif kiosk_id not in outages:
+                # The common case, no outage: observed time is the stretch minus the holes,
+                # the same for every kiosk folded at the same instant on the same hours.
+                key = (since, id(holes))
+                if key not in plain:
+                    cut = merge([*unknown, *holes])
+                    plain[key] = total(subtract([(since, until)], cut))
+                totals[kiosk_id] = base.plus(ZERO, plain[key], 0)
             else:
-                base = Totals(h.downtime_us, h.observed_us, h.outages)
                 part = summarize(
-                    outages.get(kiosk_id, ()),
+                    outages[kiosk_id],
                     observed_since=h.observed_since,
                     since=since,
                     until=until,
                     now=until,
-                    exclusions=Exclusions(unknown, excluded.get(kiosk_id, ())),
+                    exclusions=Exclusions(unknown, holes),
                 )
                 totals[kiosk_id] = base.plus(
                     part.downtime, part.observed, part.started(since, until)
@@ -223,10 +273,13 @@ class HistoryService:
         return totals
 
     def advance_totals(self, through: datetime) -> int:
-        """Fold everything before `through` into the stored totals, so scrapes only add the
-        short stretch after it (and old rows can be purged)."""
+        """Fold everything before `through` (at most the last recorded liveness) into the
+        stored totals, so scrapes only add the short stretch after it (and old rows can be
+        purged)."""
         histories = self.store.kiosk_histories()
-        counted = self.counters(through, histories)
+        latest = latest_liveness(self.store.liveness_intervals())
+        through = through if latest is None else min(through, latest)
+        counted = self.counters(histories=histories, until=through)
         advances = [
             TotalsAdvance(
                 kiosk_id,
@@ -244,28 +297,70 @@ class HistoryService:
     # -- from stored facts to summaries ------------------------------------------------------
 
     def _summaries(self, kiosks: Sequence[KioskRecord], window: Window) -> dict[int, WindowSummary]:
-        facts = self._facts([k.id for k in kiosks], window, everyone=len(kiosks) > 1)
+        facts = self._facts(kiosks, window)
         return {
             k.id: self._summarize(k.id, facts, window.since, window.until, window.now)
             for k in kiosks
         }
 
-    def _facts(self, kiosk_ids: list[int], window: Window, everyone: bool = False) -> _Facts:
+    def _facts(self, kiosks: Sequence[KioskRecord], window: Window) -> _Facts:
         """Read once per request: outages, observation starts and exclusions. A fleet
         request reads every kiosk's rows at once rather than one query per kiosk."""
-        wanted = None if everyone else kiosk_ids
+        one = len(kiosks) == 1
+        wanted = [k.id for k in kiosks] if one else None
         outages = self.store.outages_between(window.since, window.until, wanted)
         observed = {k: h.observed_since for k, h in self.store.kiosk_histories(wanted).items()}
-        unknown, excluded = self._exclusions(wanted, window)
+        unknown, excluded = self._exclusions(
+            kiosks,
+            _reach(window.since, outages),
+            window.now,
+            self.store.liveness_intervals(),
+            one_kiosk=one,
+        )
         return _Facts(outages, observed, unknown, excluded)
 
     def _exclusions(
-        self, kiosk_ids: list[int] | None, window: Window
+        self,
+        kiosks: Sequence[KioskRecord],
+        since: datetime,
+        until: datetime,
+        liveness: Sequence[LivenessInterval],
+        *,
+        one_kiosk: bool,
     ) -> tuple[list[Interval], dict[int, list[Interval]]]:
-        """Unknown time (fleet-wide) and each kiosk's excluded time. Until the service
-        records its liveness and the kiosk event log exists, the service counts as
-        listening throughout and every active kiosk as expected online."""
-        return [], {}
+        """Unknown time (fleet-wide, from the replicas' liveness) and, per kiosk, the time it
+        was not expected online (deactivated, outside its hours, in maintenance) over
+        [since, until), judged by expected.py's rule from the event log as it was then.
+        Kiosks expected throughout (active, `always`, no change or window in the range) have
+        no entry; kiosks that share hours and have no change of their own share one list."""
+        unknown = unknown_intervals(liveness, since, until)
+        if one_kiosk:
+            kiosk_id = kiosks[0].id
+            events = {kiosk_id: self.store.kiosk_events(kiosk_id, since=since)}
+            windows = self.store.maintenance_windows(kiosk_id=kiosk_id, since=since, until=until)
+        else:
+            events = self.store.events_since(since)
+            windows = self.store.maintenance_windows(since=since, until=until)
+        by_kiosk: dict[int, list[MaintenanceWindow]] = {}
+        for w in windows:
+            by_kiosk.setdefault(w.kiosk_id, []).append(w)
+        versions = self.store.schedule_versions()
+        shared: dict[tuple[int | None, bool], list[Interval]] = {}
+        excluded: dict[int, list[Interval]] = {}
+        for kiosk in kiosks:
+            own_events, own_windows = events.get(kiosk.id, ()), by_kiosk.get(kiosk.id, ())
+            if not own_events and not own_windows:
+                if kiosk.is_active and kiosk.schedule_id is None:
+                    continue
+                key = (kiosk.schedule_id, kiosk.is_active)
+                if key not in shared:
+                    shared[key] = _not_expected(kiosk, (), (), versions, since, until)
+                holes = shared[key]
+            else:
+                holes = _not_expected(kiosk, own_events, own_windows, versions, since, until)
+            if holes:
+                excluded[kiosk.id] = holes
+        return unknown, excluded
 
     @staticmethod
     def _summarize(
@@ -305,6 +400,38 @@ class _Facts:
     observed_since: dict[int, datetime]
     unknown: Sequence[Interval]
     excluded: dict[int, list[Interval]]
+
+
+# An outage's life is judged from a little before it began, so a hole that ends exactly at
+# its start is seen (and the kiosk gets its grace) whatever window the question names.
+_REACH_MARGIN = timedelta(days=1)
+
+
+def _reach(since: datetime, outages: dict[int, list[Outage]]) -> datetime:
+    """From when exclusions are needed: the window, and the whole life of every outage that
+    overlaps it (an outage's reality is judged over its whole life)."""
+    firsts = [found[0].offline_at for found in outages.values() if found]
+    return min([since, *firsts]) - _REACH_MARGIN
+
+
+def _not_expected(
+    kiosk: KioskRecord,
+    events: Sequence[KioskEvent],
+    windows: Sequence[MaintenanceWindow],
+    versions: Mapping[int, Sequence[ScheduleVersion]],
+    since: datetime,
+    until: datetime,
+) -> list[Interval]:
+    expected = expected_intervals(
+        events=events,
+        versions=versions,
+        windows=windows,
+        is_active=kiosk.is_active,
+        schedule_id=kiosk.schedule_id,
+        since=since,
+        until=until,
+    )
+    return subtract([(since, until)], expected)
 
 
 def _window_fields(window: Window) -> dict[str, Any]:

@@ -170,25 +170,28 @@ def seconds(duration: timedelta | None) -> int | None:
 
 @dataclass(frozen=True)
 class _Judged:
-    """The kiosk's judged time (observed and not excluded), with starts for bisect."""
+    """The kiosk's judged time (observed and not excluded), with starts for bisect, and the
+    ends of the holes in it (the service's returns, the starts of expected time)."""
 
     intervals: list[Interval]
     starts: list[datetime]
+    returns: list[datetime]
 
     @classmethod
     def of(cls, start: datetime, end: datetime, exclusions: Exclusions) -> _Judged:
         intervals = [(start, end)] if start < end else []
-        for holes in (exclusions.unknown, exclusions.excluded):
-            if holes and intervals:
-                intervals = subtract(intervals, holes)
-        return cls(intervals, [s for s, _ in intervals])
+        holes = merge([*exclusions.unknown, *exclusions.excluded])
+        if holes and intervals:
+            intervals = subtract(intervals, holes)
+        return cls(intervals, [s for s, _ in intervals], [back for _, back in holes])
 
-    def downtime(
-        self, outage: Outage, now: datetime, unknown: Sequence[Interval]
-    ) -> list[Interval]:
-        """The outage's judged downtime over its whole life. After each return of the
-        service from unknown time, the kiosk gets the outage's own threshold to ping again
-        before it counts as down (as after any heartbeat): a restart charges nobody."""
+    def downtime(self, outage: Outage, now: datetime) -> list[Interval]:
+        """The outage's judged downtime over its whole life. After each return to judged
+        time (the service back from unknown time, the kiosk's expected time beginning: an
+        opening, the end of a maintenance, a reactivation), the kiosk gets the outage's own
+        threshold to ping again before it counts as down, as after any heartbeat, and as
+        the fleet rules count it: a restart or a kiosk switched on at opening time charges
+        nobody."""
         low, high = outage.offline_at, outage.end(now)
         index = max(0, bisect.bisect_right(self.starts, low) - 1)
         found = []
@@ -197,28 +200,23 @@ class _Judged:
             if a < b:
                 found.append((a, b))
             index += 1
-        if not unknown or not found:
+        if not self.returns or not found:
             return found
         grace = outage.offline_at - outage.started_at
         regrace = merge(
             (max(back, low), min(back + grace, high))
-            for _, back in unknown
+            for back in self.returns
             if back + grace > low and back < high
         )
         return subtract(found, regrace) if regrace else found
 
     def judge(
-        self,
-        outage: Outage,
-        now: datetime,
-        unknown: Sequence[Interval],
-        start: datetime,
-        end: datetime,
+        self, outage: Outage, now: datetime, start: datetime, end: datetime
     ) -> JudgedOutage | None:
         """None when it is not an outage at all: all its downtime fell in unknown or
         excluded time. A gap of exactly the threshold has an empty downtime: real when its
         instant was judged."""
-        life = self.downtime(outage, now, unknown)
+        life = self.downtime(outage, now)
         if life:
             return JudgedOutage(outage, total(clip(life, start, end)), life[0][0])
         if outage.end(now) == outage.offline_at and contains(
@@ -252,11 +250,7 @@ def summarize(
     life_start = min([start, *(o.offline_at for o in overlapping)])
     life_end = max([until, *(o.end(now) for o in overlapping)])
     judged = _Judged.of(max(life_start, observed_since), life_end, exclusions)
-    found = [
-        j
-        for o in overlapping
-        if (j := judged.judge(o, now, exclusions.unknown, start, until)) is not None
-    ]
+    found = [j for o in overlapping if (j := judged.judge(o, now, start, until)) is not None]
     found.sort(key=lambda j: j.outage.offline_at, reverse=True)
     unknown = (
         total(subtract(clip(exclusions.unknown, start, until), exclusions.excluded))
