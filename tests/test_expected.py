@@ -11,12 +11,14 @@ from exporter.expected import (
     expectation,
     expected_intervals,
     judge_schedule,
+    latest_liveness,
     listening_since,
     maintenance_at,
     offline_while_expected_seconds,
     parse_hours,
     parse_timezone,
     schedule_intervals,
+    unknown_intervals,
 )
 from exporter.records import KioskEvent, LivenessInterval, MaintenanceWindow, ScheduleVersion
 from exporter.status import KioskStatus
@@ -275,6 +277,34 @@ def liveness(*spans):
 )
 def test_the_service_return_after_a_gap_in_its_liveness(spans, back):
     assert listening_since(liveness(*spans), NOW) == (back and utc(back))
+
+
+@pytest.mark.parametrize(
+    ("spans", "until", "unknown"),
+    [
+        # Never recorded: listening (a database from before liveness records existed).
+        ((), "2026-11-30 10:00", []),
+        # Killed after the 08:00 record, back at 08:20: unknown from the record's grace.
+        (
+            (("2026-11-30 07:00", "2026-11-30 08:00"), ("2026-11-30 08:20", "2026-11-30 09:00")),
+            "2026-11-30 09:00",
+            [("2026-11-30 08:00:05", "2026-11-30 08:20")],
+        ),
+        # Running now, its next record a little late: no gap at the end.
+        ((("2026-11-30 07:00", "2026-11-30 08:59:52"),), "2026-11-30 09:00", []),
+        # Stopped since 08:00 and asked at 09:00 (a report run with the service down).
+        (
+            (("2026-11-30 07:00", "2026-11-30 08:00"),),
+            "2026-11-30 09:00",
+            [("2026-11-30 08:00:05", "2026-11-30 09:00")],
+        ),
+    ],
+)
+def test_unknown_time_is_outside_every_replicas_liveness(spans, until, unknown):
+    found = unknown_intervals(liveness(*spans), utc("2026-11-30 06:00"), utc(until))
+    assert found == [(utc(a), utc(b)) for a, b in unknown]
+    latest = latest_liveness(liveness(*spans))
+    assert latest == (utc(spans[-1][1]) if spans else None)
 
 
 def event(at, kind, **detail):

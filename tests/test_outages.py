@@ -204,3 +204,12 @@ def test_after_the_service_returns_a_kiosk_gets_the_threshold_to_ping_again():
     summary = window([outage(10, 50)], unknown=[(20, 30)])
     assert summary.downtime == timedelta(minutes=5 + 15)  # 10:15-10:20 and 10:35-10:50
     assert summary.observed == timedelta(minutes=50)
+
+
+def test_after_expected_time_begins_a_kiosk_gets_the_threshold_to_ping_again():
+    """Closed until 10:30 (hours, maintenance or deactivation): silent since 10:10, it counts
+    as down from 10:35, as the fleet rules count it, not from opening time."""
+    summary = window([outage(10, 50)], excluded=[(0, 30)])
+    assert summary.downtime == timedelta(minutes=15)  # 10:35-10:50
+    switched_on_in_time = window([outage(10, 34)], excluded=[(0, 30)])
+    assert switched_on_in_time.outages == [] and switched_on_in_time.downtime == timedelta(0)
