@@ -147,6 +147,22 @@ class ExpectationStore:
         for table in ("kiosk_event", "maintenance_windows"):
             self._db.execute(f"DELETE FROM {table} WHERE kiosk_id = $k", {"k": kiosk_id})
 
+    def _purge_events(self, cutoff: Any) -> int:
+        """Inside purge_history()'s session: events, maintenance windows and liveness
+        intervals that ended before `cutoff` (a value for the database). What held before
+        the oldest kept event is read from that event (expected.expected_intervals), and
+        windows before the cutoff are reported incomplete anyway."""
+        deleted = 0
+        for table, column in (
+            ("kiosk_event", "at"),
+            ("maintenance_windows", "ends_at"),
+            ("service_liveness", "last_seen_at"),
+        ):
+            deleted += self._db.execute(
+                f"DELETE FROM {table} WHERE {column} < $cutoff", {"cutoff": cutoff}
+            ).rowcount
+        return int(deleted)
+
     # -- schedules --------------------------------------------------------------------------
 
     @storage_errors

@@ -484,7 +484,7 @@ class HistoryKeeper:
         if days and (self.last_purge is None or now - self.last_purge >= PURGE_EVERY):
             purged = self.store.purge_history(before=now - timedelta(days=days))
             self.last_purge = now
-            log.info("purged %d outage(s) older than %d days", purged, days)
+            log.info("purged %d history row(s) older than %d days", purged, days)
 
 
 def run_every(seconds: float, task: Callable[[], None], stop: threading.Event) -> threading.Thread:

@@ -76,6 +76,8 @@ class HistoryQueries:
 
     def _rows(self, sql: str, params: dict[str, Any] | None = None) -> list[Any]: ...
 
+    def _purge_events(self, cutoff: Any) -> int: ...  # provided by ExpectationStore
+
     # -- the hot path: only when a gap may have ended -------------------------------------------
 
     def _gap_suspects(
@@ -202,7 +204,8 @@ class HistoryQueries:
     @storage_errors
     @session
     def purge_history(self, *, before: datetime) -> int:
-        """Delete outages that ended before `before`; history is complete from then on.
+        """Delete outages that ended before `before`, and the kiosk events, maintenance
+        windows and liveness intervals older than it; history is complete from then on.
         Returns how many rows went."""
         cutoff = self._to_db(before)
         # Only rows the counters' totals already hold (ended before the kiosk's through_at):
@@ -211,13 +214,22 @@ class HistoryQueries:
             "DELETE FROM outages WHERE ended_at < $cutoff AND ended_at < "
             "(SELECT h.through_at FROM kiosk_history h WHERE h.kiosk_id = outages.kiosk_id)",
             {"cutoff": cutoff},
-        ).rowcount
+        ).rowcount + self._purge_events(self._settled_before(before))
         self._db.execute(
             "UPDATE history_state SET purged_before = $cutoff "
             "WHERE purged_before IS NULL OR purged_before < $cutoff",
             {"cutoff": cutoff},
         )
         return int(deleted)
+
+    def _settled_before(self, before: datetime) -> Any:
+        """`before` (as a database value), or earlier where a kiosk's counters are not
+        folded that far: the facts after its totals' `through_at` are still read."""
+        (unfolded,) = self._rows(
+            "SELECT MIN(COALESCE(through_at, observed_since)) FROM kiosk_history"
+        )
+        unfolded = self._from_db(unfolded)
+        return self._to_db(before if unfolded is None else min(before, unfolded))
 
     def advance_totals(self, advances: Sequence[TotalsAdvance], *, chunk: int = 500) -> int:
         """Add each kiosk's increments and move its `through_at`, in short transactions (the

@@ -241,3 +241,40 @@ def test_kiosk_flapping_needs_real_outages_not_nights(client, token, store, cloc
     assert scraped(client, kiosk_id)[2] == 0
     row = availability(client, token, kiosk_id, 0, 5 * 24 * 60 + 1)
     assert row["outages"] == 0 and row["observed_seconds"] == len(days) * 30 * 60 + 60
+
+
+def test_the_daily_purge_takes_old_events_windows_and_liveness_not_the_counters(
+    client, store, add_kiosk, clock
+):
+    kiosk_id, key = add_kiosk()
+    liveness(store, (0, 30))
+    for minute in (0, 4, 8):
+        ping(client, clock, key, minute)
+    store.start_maintenance([kiosk_id], starts_at=at(10), ends_at=at(20))
+    store.set_active(kiosk_id, False, now=at(25))
+    store.set_active(kiosk_id, True, now=at(26))
+    tick(store, clock, 27)
+    days = 3 * 24 * 60
+    liveness(store, (days, days + 10))  # back three days later
+    clock.now = at(days + 10)
+    before = scraped(client, kiosk_id)
+    service = HistoryService(store, Settings(), clock)
+    # Folded up to the last liveness record, the purge may take all but the open outage.
+    assert service.advance_totals(clock()) == 1
+    store.purge_history(before=at(days))
+    assert store.kiosk_events(kiosk_id) == []
+    assert store.maintenance_windows(kiosk_id=kiosk_id) == []
+    assert [i.started_at for i in store.liveness_intervals()] == [at(days)]
+    assert scraped(client, kiosk_id) == before
+    assert store.history_state().purged_before == at(days)
+
+
+def test_the_purge_keeps_what_unfolded_counters_still_read(client, store, add_kiosk, clock):
+    kiosk_id, key = add_kiosk()
+    ping(client, clock, key, 0)
+    store.start_maintenance([kiosk_id], starts_at=at(10), ends_at=at(20))
+    clock.now = at(60)
+    before = scraped(client, kiosk_id)
+    store.purge_history(before=at(60))  # nothing folded yet: the window stays
+    assert len(store.maintenance_windows(kiosk_id=kiosk_id)) == 1
+    assert scraped(client, kiosk_id) == before
