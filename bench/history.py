@@ -1,9 +1,14 @@
 """Outage history at scale: the availability documents over a year of outages, through HTTP.
 
     .venv/bin/python bench/history.py [--kiosks 10000] [--days 365] [--backend sqlite|postgresql]
+                                      [--scheduled 0.5]
 
 Seeds `kiosks` kiosks with one outage each per day for `days` days (10,000 x 365 = 3.65 M
-rows), starts the real service on that database, and times (median of --repeat requests):
+rows), puts a share of them (--scheduled) on office hours (Mon-Fri 07:00-20:00, Paris) from
+the first day, and records the service's liveness with a 2-minute restart every night, so
+every document judges not-expected and unknown time (the general path of outages.py, not
+its shortcut for kiosks expected throughout). Then it starts the real service on that
+database, and times (median of --repeat requests):
 the 30-day fleet availability document, one kiosk's 30-day outage list and its 30-day day
 strip; beside them, the hello-world ceiling: one trivial request to a bare Falcon app on the
 same waitress settings, sequential.
@@ -26,16 +31,26 @@ from exporter.store import open_store
 
 THRESHOLD = timedelta(seconds=300)
 DOWN = timedelta(minutes=10)
+OFFICE = "Mon-Fri 07:00-20:00"
 
 
-def seed(database: str, kiosks: int, days: int) -> tuple[str, int]:
-    """Kiosks, their observation start, a year of closed outages; returns a token and an id."""
+def seed(database: str, kiosks: int, days: int, scheduled: float) -> tuple[str, int]:
+    """Kiosks, their observation start, a year of closed outages, office hours for a share
+    of them, nightly restarts of the service; returns a token and an id."""
     store = open_store(database, upgrade=True)
     created = store.import_kiosks([(f"kiosk-{n:06d}", f"Building {n % 40}") for n in range(kiosks)])
     token = store.add_token("bench")[1]
     now = utc_now()
     first = now - timedelta(days=days)
     load(store, first, [kiosk.id for kiosk, _ in created], days)
+    store.add_schedule("office", timezone="Europe/Paris", hours=OFFICE, now=first)
+    for kiosk, _ in created[: int(len(created) * scheduled)]:
+        store.assign_schedule(kiosk.id, "office", now=first)
+    for day in range(days + 1):
+        # Up from 03:02 to 03:00 the next night, then a 2-minute restart.
+        start = first + timedelta(days=day, minutes=2)
+        interval = store.start_liveness("bench", now=start)
+        store.touch_liveness(interval, now=min(start + timedelta(hours=23, minutes=58), now))
     store.close()
     return token, created[0][0].id
 
@@ -112,6 +127,9 @@ def main() -> None:
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "mysql"], default="sqlite")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument(
+        "--scheduled", type=float, default=0.5, help="share of kiosks on office hours"
+    )
+    parser.add_argument(
         "--keep", help="SQLite file to seed once and reuse on later runs (seeding takes minutes)"
     )
     args = parser.parse_args()
@@ -125,7 +143,7 @@ def main() -> None:
             token, kiosk_id = store.add_token("bench")[1], store.list_kiosks()[0].id
             store.close()
         else:
-            token, kiosk_id = seed(database, args.kiosks, args.days)
+            token, kiosk_id = seed(database, args.kiosks, args.days, args.scheduled)
             print(f"seeded {rows:,} outages in {time.monotonic() - started:.0f} s", flush=True)
         server = start_exporter(database, Path(tmp), 16)
         try:

@@ -27,7 +27,6 @@ from .outages import (
     Outage,
     WindowSummary,
     day_bounds,
-    merge,
     ratio,
     seconds,
     subtract,
@@ -235,7 +234,7 @@ class HistoryService:
         earliest = min(min(froms.values()), until)
         outages = self.store.outages_between(earliest, until)
         kiosks = self.store.list_kiosks() if kiosks is None else kiosks
-        unknown, excluded = self._exclusions(
+        exclusions = self._exclusions(
             [k for k in kiosks if k.id in histories],
             _reach(earliest, outages),
             until,
@@ -247,16 +246,15 @@ class HistoryService:
         for kiosk_id, h in histories.items():
             since = froms[kiosk_id]
             base = Totals(h.downtime_us, h.observed_us, h.outages)
-            holes = excluded.get(kiosk_id, ())
+            judged = exclusions.of(kiosk_id)
             if since >= until:
                 totals[kiosk_id] = base
             elif kiosk_id not in outages:
                 # The common case, no outage: observed time is the stretch minus the holes,
                 # the same for every kiosk folded at the same instant on the same hours.
-                key = (since, id(holes))
+                key = (since, id(judged))
                 if key not in plain:
-                    cut = merge([*unknown, *holes])
-                    plain[key] = total(subtract([(since, until)], cut))
+                    plain[key] = total(subtract([(since, until)], judged.holes))
                 totals[kiosk_id] = base.plus(ZERO, plain[key], 0)
             else:
                 part = summarize(
@@ -265,7 +263,7 @@ class HistoryService:
                     since=since,
                     until=until,
                     now=until,
-                    exclusions=Exclusions(unknown, holes),
+                    exclusions=judged,
                 )
                 totals[kiosk_id] = base.plus(
                     part.downtime, part.observed, part.started(since, until)
@@ -310,14 +308,14 @@ class HistoryService:
         wanted = [k.id for k in kiosks] if one else None
         outages = self.store.outages_between(window.since, window.until, wanted)
         observed = {k: h.observed_since for k, h in self.store.kiosk_histories(wanted).items()}
-        unknown, excluded = self._exclusions(
+        exclusions = self._exclusions(
             kiosks,
             _reach(window.since, outages),
             window.now,
             self.store.liveness_intervals(),
             one_kiosk=one,
         )
-        return _Facts(outages, observed, unknown, excluded)
+        return _Facts(outages, observed, exclusions)
 
     def _exclusions(
         self,
@@ -327,12 +325,12 @@ class HistoryService:
         liveness: Sequence[LivenessInterval],
         *,
         one_kiosk: bool,
-    ) -> tuple[list[Interval], dict[int, list[Interval]]]:
+    ) -> _FleetExclusions:
         """Unknown time (fleet-wide, from the replicas' liveness) and, per kiosk, the time it
         was not expected online (deactivated, outside its hours, in maintenance) over
         [since, until), judged by expected.py's rule from the event log as it was then.
         Kiosks expected throughout (active, `always`, no change or window in the range) have
-        no entry; kiosks that share hours and have no change of their own share one list."""
+        no entry; kiosks that share hours and have no change of their own share one."""
         unknown = unknown_intervals(liveness, since, until)
         if one_kiosk:
             kiosk_id = kiosks[0].id
@@ -345,8 +343,9 @@ class HistoryService:
         for w in windows:
             by_kiosk.setdefault(w.kiosk_id, []).append(w)
         versions = self.store.schedule_versions()
-        shared: dict[tuple[int | None, bool], list[Interval]] = {}
-        excluded: dict[int, list[Interval]] = {}
+        everyone = Exclusions(unknown)
+        shared: dict[tuple[int | None, bool], Exclusions] = {}
+        excluded: dict[int, Exclusions] = {}
         for kiosk in kiosks:
             own_events, own_windows = events.get(kiosk.id, ()), by_kiosk.get(kiosk.id, ())
             if not own_events and not own_windows:
@@ -354,13 +353,13 @@ class HistoryService:
                     continue
                 key = (kiosk.schedule_id, kiosk.is_active)
                 if key not in shared:
-                    shared[key] = _not_expected(kiosk, (), (), versions, since, until)
-                holes = shared[key]
+                    holes = _not_expected(kiosk, (), (), versions, since, until)
+                    shared[key] = Exclusions(unknown, holes) if holes else everyone
+                excluded[kiosk.id] = shared[key]
             else:
                 holes = _not_expected(kiosk, own_events, own_windows, versions, since, until)
-            if holes:
-                excluded[kiosk.id] = holes
-        return unknown, excluded
+                excluded[kiosk.id] = Exclusions(unknown, holes) if holes else everyone
+        return _FleetExclusions(everyone, excluded)
 
     @staticmethod
     def _summarize(
@@ -372,7 +371,7 @@ class HistoryService:
             since=since,
             until=until,
             now=now,
-            exclusions=Exclusions(facts.unknown, facts.excluded.get(kiosk_id, ())),
+            exclusions=facts.exclusions.of(kiosk_id),
         )
 
 
@@ -395,11 +394,22 @@ MICROSECOND = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
+class _FleetExclusions:
+    """Each kiosk's Exclusions; `everyone`'s (unknown time alone) for kiosks expected
+    throughout."""
+
+    everyone: Exclusions
+    by_kiosk: dict[int, Exclusions]
+
+    def of(self, kiosk_id: int) -> Exclusions:
+        return self.by_kiosk.get(kiosk_id, self.everyone)
+
+
+@dataclass(frozen=True)
 class _Facts:
     outages: dict[int, list[Outage]]
     observed_since: dict[int, datetime]
-    unknown: Sequence[Interval]
-    excluded: dict[int, list[Interval]]
+    exclusions: _FleetExclusions
 
 
 # An outage's life is judged from a little before it began, so a hole that ends exactly at

@@ -305,7 +305,6 @@ class HistoryQueries:
         `since` that went offline before `until`; per kiosk, oldest first."""
         where, params = self._ids_filter("kiosk_id", kiosk_ids, prefix="AND")
         params.update(since=self._to_db(since), until=self._to_db(until))
-        from_db = self._from_db
         found: dict[int, list[Outage]] = {}
         for sql in (
             "WHERE ended_at >= $since AND offline_at < $until",
@@ -313,16 +312,28 @@ class HistoryQueries:
         ):
             # No ORDER BY: SQLite would then walk the whole (kiosk_id, offline_at) index, a
             # year of history, instead of the ended_at range of the window.
-            for kiosk_id, started, offline, ended in self._bulk_rows(
+            rows = self._bulk_rows(
                 f"SELECT kiosk_id, started_at, offline_at, ended_at FROM outages {sql} {where}",
                 params,
-            ):
-                found.setdefault(kiosk_id, []).append(
-                    Outage(from_db(started), from_db(offline), from_db(ended))  # type: ignore[arg-type]
-                )
+            )
+            for kiosk_id, outage in self._outage_rows(rows):
+                found.setdefault(kiosk_id, []).append(outage)
         for outages in found.values():
             outages.sort()  # by started_at: a kiosk's outages never overlap
         return found
+
+    def _outage_rows(self, rows: list[Any]) -> list[tuple[int, Outage]]:
+        """(kiosk_id, Outage) of each row. On SQLite the times are parsed inline: a fleet
+        document reads a few hundred thousand of them, and a call per value was a third of
+        its time."""
+        if not self._sqlite:
+            from_db = self._from_db
+            return [(k, Outage(from_db(s), from_db(o), from_db(e))) for k, s, o, e in rows]  # type: ignore[arg-type]
+        parse, utc = datetime.fromisoformat, "+00:00"
+        return [
+            (k, Outage(parse(s + utc), parse(o + utc), None if e is None else parse(e + utc)))
+            for k, s, o, e in rows
+        ]
 
     def _bulk_rows(self, sql: str, params: dict[str, Any]) -> list[Any]:
         """A large read. On SQLite through a plain read-only connection of its own: Pony's

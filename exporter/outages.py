@@ -12,6 +12,7 @@ only where shown, so two replicas or two partitions of a window always agree exa
 from __future__ import annotations
 
 import bisect
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -104,17 +105,86 @@ class Outage(NamedTuple):
         return self.end(now) - self.started_at
 
 
+EARLIEST = datetime(1, 1, 2, tzinfo=timezone.utc)
+LATEST = datetime(9999, 12, 30, tzinfo=timezone.utc)
+
+
+class Measure:
+    """Merged intervals with their starts, ends and running totals: the part inside any
+    [a, b) in O(log n), so a fleet document judges each kiosk without building lists."""
+
+    def __init__(self, intervals: Sequence[Interval]) -> None:
+        self.intervals = list(intervals)
+        self.starts = [start for start, _ in self.intervals]
+        self.ends = [end for _, end in self.intervals]
+        self.prefix = [ZERO]
+        for start, end in self.intervals:
+            self.prefix.append(self.prefix[-1] + (end - start))
+
+    def within(self, a: datetime, b: datetime) -> timedelta:
+        if a >= b:
+            return ZERO
+        first = bisect.bisect_right(self.ends, a)
+        last = bisect.bisect_left(self.starts, b)
+        if first >= last:
+            return ZERO
+        part = self.prefix[last] - self.prefix[first]
+        if self.starts[first] < a:
+            part -= a - self.starts[first]
+        if self.ends[last - 1] > b:
+            part -= self.ends[last - 1] - b
+        return part
+
+    def index_at(self, moment: datetime) -> int:
+        """The interval holding `moment`, or -1."""
+        index = bisect.bisect_right(self.starts, moment) - 1
+        return index if index >= 0 and moment < self.ends[index] else -1
+
+    def overlapping(self, a: datetime, b: datetime) -> list[Interval]:
+        """The intervals' parts inside [a, b)."""
+        index = max(0, bisect.bisect_right(self.starts, a) - 1)
+        found = []
+        while index < len(self.starts) and self.starts[index] < b:
+            low, high = max(self.starts[index], a), min(self.ends[index], b)
+            if low < high:
+                found.append((low, high))
+            index += 1
+        return found
+
+
 @dataclass(frozen=True)
 class Exclusions:
     """Time of one kiosk that is neither downtime nor observed.
 
     `unknown`: the service was not listening (outside every replica's liveness).
     `excluded`: the kiosk was deactivated or not expected online (hours, maintenance).
-    Both merged (see merge()).
+    Both merged (see merge()). Kiosks on the same hours share one object, so the merged
+    holes are worked out once per fleet document, not once per kiosk.
     """
 
     unknown: Sequence[Interval] = ()
     excluded: Sequence[Interval] = ()
+
+    @functools.cached_property
+    def holes(self) -> list[Interval]:
+        """Unknown and excluded time merged."""
+        return merge([*self.unknown, *self.excluded])
+
+    @functools.cached_property
+    def returns(self) -> list[datetime]:
+        """The ends of the holes: when judged time begins again."""
+        return [back for _, back in self.holes]
+
+    @functools.cached_property
+    def judged(self) -> Measure:
+        """Everything but the holes, from the beginning of time to its end: each kiosk's
+        judged time is this after its first heartbeat."""
+        return Measure(subtract([(EARLIEST, LATEST)], self.holes))
+
+    @functools.cached_property
+    def unknown_only(self) -> Measure:
+        """Unknown time that is not also excluded (reported once, as excluded)."""
+        return Measure(subtract(self.unknown, self.excluded) if self.excluded else self.unknown)
 
 
 NO_EXCLUSIONS = Exclusions()
@@ -170,20 +240,14 @@ def seconds(duration: timedelta | None) -> int | None:
 
 @dataclass(frozen=True)
 class _Judged:
-    """The kiosk's judged time (observed and not excluded), with starts for bisect, and the
-    ends of the holes in it (the service's returns, the starts of expected time)."""
+    """One kiosk's judged time: its exclusions' judged time (shared by every kiosk on the
+    same hours) from `lower`, its first heartbeat, on."""
 
-    intervals: list[Interval]
-    starts: list[datetime]
-    returns: list[datetime]
+    exclusions: Exclusions
+    lower: datetime
 
-    @classmethod
-    def of(cls, start: datetime, end: datetime, exclusions: Exclusions) -> _Judged:
-        intervals = [(start, end)] if start < end else []
-        holes = merge([*exclusions.unknown, *exclusions.excluded])
-        if holes and intervals:
-            intervals = subtract(intervals, holes)
-        return cls(intervals, [s for s, _ in intervals], [back for _, back in holes])
+    def observed(self, start: datetime, until: datetime) -> timedelta:
+        return self.exclusions.judged.within(max(start, self.lower), until)
 
     def downtime(self, outage: Outage, now: datetime) -> list[Interval]:
         """The outage's judged downtime over its whole life. After each return to judged
@@ -193,22 +257,18 @@ class _Judged:
         the fleet rules count it: a restart or a kiosk switched on at opening time charges
         nobody."""
         low, high = outage.offline_at, outage.end(now)
-        index = max(0, bisect.bisect_right(self.starts, low) - 1)
-        found = []
-        while index < len(self.intervals) and self.intervals[index][0] < high:
-            a, b = max(self.intervals[index][0], low), min(self.intervals[index][1], high)
-            if a < b:
-                found.append((a, b))
-            index += 1
-        if not self.returns or not found:
+        found = self.exclusions.judged.overlapping(max(low, self.lower), high)
+        if not found:
             return found
         grace = outage.offline_at - outage.started_at
-        regrace = merge(
-            (max(back, low), min(back + grace, high))
-            for back in self.returns
-            if back + grace > low and back < high
-        )
-        return subtract(found, regrace) if regrace else found
+        returns = self.exclusions.returns
+        # Returns in (low - grace, high): the only ones whose grace overlaps the outage.
+        first = bisect.bisect_right(returns, low - grace)
+        last = bisect.bisect_left(returns, high, first)
+        if first >= last:
+            return found
+        regrace = merge((max(back, low), min(back + grace, high)) for back in returns[first:last])
+        return subtract(found, regrace)
 
     def judge(
         self, outage: Outage, now: datetime, start: datetime, end: datetime
@@ -216,13 +276,19 @@ class _Judged:
         """None when it is not an outage at all: all its downtime fell in unknown or
         excluded time. A gap of exactly the threshold has an empty downtime: real when its
         instant was judged."""
+        low, high = outage.offline_at, outage.end(now)
+        judged = self.exclusions.judged
+        index = judged.index_at(outage.started_at)
+        if index >= 0 and self.lower <= outage.started_at and low < high <= judged.ends[index]:
+            # Judged throughout, since before its last heartbeat: no hole, no return, so
+            # its downtime is [offline_at, end) (most outages; no lists built).
+            part = min(high, end) - max(low, start)
+            return JudgedOutage(outage, part if part > ZERO else ZERO, low)
         life = self.downtime(outage, now)
         if life:
             return JudgedOutage(outage, total(clip(life, start, end)), life[0][0])
-        if outage.end(now) == outage.offline_at and contains(
-            self.intervals, self.starts, outage.offline_at
-        ):
-            return JudgedOutage(outage, ZERO, outage.offline_at)
+        if high == low and self.lower <= low and judged.index_at(low) >= 0:
+            return JudgedOutage(outage, ZERO, low)
         return None
 
 
@@ -246,21 +312,17 @@ def summarize(
     start = max(since, observed_since)
     if not exclusions.unknown and not exclusions.excluded:
         return _summarize_plain(outages, observed_since, start, since, until, now)
-    overlapping = [o for o in outages if _overlaps(o, since, until, now)]
-    life_start = min([start, *(o.offline_at for o in overlapping)])
-    life_end = max([until, *(o.end(now) for o in overlapping)])
-    judged = _Judged.of(max(life_start, observed_since), life_end, exclusions)
-    found = [j for o in overlapping if (j := judged.judge(o, now, start, until)) is not None]
+    judged = _Judged(exclusions, observed_since)
+    found = [
+        j
+        for o in outages
+        if _overlaps(o, since, until, now) and (j := judged.judge(o, now, start, until))
+    ]
     found.sort(key=lambda j: j.outage.offline_at, reverse=True)
-    unknown = (
-        total(subtract(clip(exclusions.unknown, start, until), exclusions.excluded))
-        if exclusions.unknown
-        else ZERO
-    )
     return WindowSummary(
         downtime=sum((j.downtime for j in found), ZERO),
-        observed=total(clip(judged.intervals, start, until)),
-        unknown=unknown,
+        observed=judged.observed(start, until),
+        unknown=exclusions.unknown_only.within(start, until) if exclusions.unknown else ZERO,
         outages=found,
     )
 
