@@ -329,9 +329,9 @@ class HistoryQueries:
         if not self._sqlite:
             from_db = self._from_db
             return [(k, Outage(from_db(s), from_db(o), from_db(e))) for k, s, o, e in rows]  # type: ignore[arg-type]
-        parse, utc = datetime.fromisoformat, "+00:00"
+        parse, utc, new = datetime.fromisoformat, "+00:00", tuple.__new__
         return [
-            (k, Outage(parse(s + utc), parse(o + utc), None if e is None else parse(e + utc)))
+            (k, new(Outage, (parse(s + utc), parse(o + utc), e and parse(e + utc))))
             for k, s, o, e in rows
         ]
 
