@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/history.py [--kiosks 10000] [--days 365] [--backend sqlite|postgresql]
                                       [--scheduled 0.5]
+    .venv/bin/python bench/history.py --scrape-cost [--kiosks 10000 100000]
 
 Seeds `kiosks` kiosks with one outage each per day for `days` days (10,000 x 365 = 3.65 M
 rows), puts a share of them (--scheduled) on office hours (Mon-Fri 07:00-20:00, Paris) from
@@ -12,6 +13,10 @@ database, and times (median of --repeat requests):
 the 30-day fleet availability document, one kiosk's 30-day outage list and its 30-day day
 strip; beside them, the hello-world ceiling: one trivial request to a bare Falcon app on the
 same waitress settings, sequential.
+
+--scrape-cost: what the history counters (kiosk_offline_seconds_total and co) add to a
+/metrics render of the same fleet, in one process: CPU of the whole page, and of the
+counters' share computed alone, in alternating rounds (best of --repeat each).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import urllib.request
 from datetime import timedelta
 from pathlib import Path
 
-from common import fleet_database, start_exporter, start_hello
+from common import fleet_database, provision, start_exporter, start_hello
 
 from exporter.clock import utc_now
 from exporter.store import open_store
@@ -118,11 +123,40 @@ def hello_ceiling(repeat: int) -> float:
         server.stop()
 
 
+def scrape_cost(kiosks: int, backend: str, repeat: int) -> None:
+    from exporter.collector import FleetCollector
+    from exporter.config import Settings
+    from exporter.exposition import LocalFleetPage, PageRequest
+    from exporter.history import HistoryService
+
+    with tempfile.TemporaryDirectory() as tmp, fleet_database(backend, Path(tmp)) as database:
+        provision(database, Path(tmp), kiosks, heartbeats=True)
+        store = open_store(database)
+        collector = FleetCollector(store, Settings(), utc_now)
+        history = HistoryService(store, Settings(), utc_now)
+        pages, counters = [], []
+        for _ in range(repeat):
+            started = time.process_time()
+            LocalFleetPage(collector).page(PageRequest(False, utc_now(), b"", gzip=False))
+            pages.append(time.process_time() - started)
+            fleet = store.list_kiosks()
+            started = time.process_time()
+            history.counters(fleet)
+            counters.append(time.process_time() - started)
+        store.close()
+    page, share = min(pages), min(counters)
+    print(
+        f"{backend}, {kiosks:,} kiosks: /metrics render {page * 1000:.0f} ms CPU, of which the"
+        f" history counters {share * 1000:.0f} ms: +{share / (page - share) * 100:.0f} % over"
+        " the page without them (budget 15 %)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--kiosks", type=int, default=10_000)
+    parser.add_argument("--kiosks", type=int, nargs="+", default=[10_000])
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "mysql"], default="sqlite")
     parser.add_argument("--repeat", type=int, default=5)
@@ -132,7 +166,13 @@ def main() -> None:
     parser.add_argument(
         "--keep", help="SQLite file to seed once and reuse on later runs (seeding takes minutes)"
     )
+    parser.add_argument("--scrape-cost", action="store_true")
     args = parser.parse_args()
+    if args.scrape_cost:
+        for kiosks in args.kiosks:
+            scrape_cost(kiosks, args.backend, args.repeat)
+        return
+    args.kiosks = args.kiosks[0]
     rows = args.kiosks * args.days
     with tempfile.TemporaryDirectory() as tmp, fleet_database(args.backend, Path(tmp)) as database:
         if args.keep:

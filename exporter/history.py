@@ -6,6 +6,7 @@ share; the arithmetic itself is exporter/outages.py's.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -19,7 +20,7 @@ from .clock import Clock, format_utc, parse_utc
 from .config import Settings, time_zone
 from .errors import ExporterError, InvalidInput
 from .expected import expected_intervals, latest_liveness, unknown_intervals
-from .history_store import KioskHistoryRecord, TotalsAdvance
+from .history_store import TotalsAdvance
 from .outages import (
     ZERO,
     Exclusions,
@@ -31,7 +32,6 @@ from .outages import (
     seconds,
     subtract,
     summarize,
-    total,
 )
 from .records import (
     KioskEvent,
@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 DEFAULT_WINDOW = timedelta(days=30)
 MAX_DAY_BUCKETS = timedelta(days=400)
 TICK_SECONDS = 5.0
+MAX_IDS_PER_QUERY = 500
 PURGE_EVERY = timedelta(days=1)
 ADVANCE_EVERY = timedelta(hours=1)
 SETTLED = timedelta(minutes=1)
@@ -213,61 +214,65 @@ class HistoryService:
     # -- counters: kiosk_offline_seconds_total and co ----------------------------------------
 
     def counters(
-        self,
-        kiosks: Sequence[KioskRecord] | None = None,
-        histories: dict[int, KioskHistoryRecord] | None = None,
-        until: datetime | None = None,
+        self, kiosks: Sequence[KioskRecord] | None = None, until: datetime | None = None
     ) -> dict[int, Totals]:
         """Each observed kiosk's totals since it was first observed: the stored totals
         (exact up to their `through_at`) plus what the facts add after it, up to the last
         recorded liveness of any replica (`until` by default: never this replica's clock, so
         every replica reports the same values, and a `kill -9` adds nothing). Purging rows
-        the totals hold changes nothing."""
-        histories = self.store.kiosk_histories() if histories is None else histories
-        if not histories:
+        the totals hold changes nothing. Runs on every scrape: one pass over the kiosks,
+        times parsed once per distinct value."""
+        rows = self.store.counter_rows()
+        if not rows:
             return {}
         liveness = self.store.liveness_intervals()
         if until is None:
             # Before the first liveness record ever, the service counts as listening.
             until = latest_liveness(liveness) or self.clock()
-        froms = {k: h.through_at or h.observed_since for k, h in histories.items()}
-        earliest = min(min(froms.values()), until)
+        parse = functools.lru_cache(maxsize=None)(self.store.time_from_db)
+        earliest = min(min(parse(row[1]) for row in rows), until)
         outages = self.store.outages_between(earliest, until)
         kiosks = self.store.list_kiosks() if kiosks is None else kiosks
         exclusions = self._exclusions(
-            [k for k in kiosks if k.id in histories],
-            _reach(earliest, outages),
-            until,
-            liveness,
-            one_kiosk=False,
+            kiosks, _reach(earliest, outages), until, liveness, one_kiosk=False
         )
-        plain: dict[tuple[datetime, int], timedelta] = {}
-        totals = {}
-        for kiosk_id, h in histories.items():
-            since = froms[kiosk_id]
-            base = Totals(h.downtime_us, h.observed_us, h.outages)
-            judged = exclusions.of(kiosk_id)
+        everyone, by_kiosk = exclusions.everyone, exclusions.by_kiosk
+        plain: dict[tuple[datetime, int], int] = {}
+        new = tuple.__new__
+        totals: dict[int, Totals] = {}
+        firsts: dict[int, datetime] = {}
+        if outages:
+            # A few kiosks by id; after a restart the whole fleet may have one: read all.
+            wanted = list(outages) if len(outages) <= MAX_IDS_PER_QUERY else None
+            histories = self.store.kiosk_histories(wanted)
+            firsts = {k: h.observed_since for k, h in histories.items()}
+        for kiosk_id, since_value, down_us, seen_us, count in rows:
+            since = parse(since_value)
             if since >= until:
-                totals[kiosk_id] = base
-            elif kiosk_id not in outages:
+                totals[kiosk_id] = new(Totals, (down_us, seen_us, count))
+                continue
+            judged = by_kiosk.get(kiosk_id, everyone)
+            found = outages.get(kiosk_id)
+            if found is None:
                 # The common case, no outage: observed time is the stretch minus the holes,
                 # the same for every kiosk folded at the same instant on the same hours.
                 key = (since, id(judged))
-                if key not in plain:
-                    plain[key] = total(subtract([(since, until)], judged.holes))
-                totals[kiosk_id] = base.plus(ZERO, plain[key], 0)
-            else:
-                part = summarize(
-                    outages[kiosk_id],
-                    observed_since=h.observed_since,
-                    since=since,
-                    until=until,
-                    now=until,
-                    exclusions=judged,
-                )
-                totals[kiosk_id] = base.plus(
-                    part.downtime, part.observed, part.started(since, until)
-                )
+                extra = plain.get(key)
+                if extra is None:
+                    extra = plain[key] = judged.judged.within(since, until) // MICROSECOND
+                totals[kiosk_id] = new(Totals, (down_us, seen_us + extra, count))
+                continue
+            part = summarize(
+                found,
+                observed_since=firsts[kiosk_id],
+                since=since,
+                until=until,
+                now=until,
+                exclusions=judged,
+            )
+            totals[kiosk_id] = Totals(down_us, seen_us, count).plus(
+                part.downtime, part.observed, part.started(since, until)
+            )
         return totals
 
     def advance_totals(self, through: datetime) -> int:
@@ -277,7 +282,7 @@ class HistoryService:
         histories = self.store.kiosk_histories()
         latest = latest_liveness(self.store.liveness_intervals())
         through = through if latest is None else min(through, latest)
-        counted = self.counters(histories=histories, until=through)
+        counted = self.counters(until=through)
         advances = [
             TotalsAdvance(
                 kiosk_id,
@@ -346,11 +351,16 @@ class HistoryService:
         everyone = Exclusions(unknown)
         shared: dict[tuple[int | None, bool], Exclusions] = {}
         excluded: dict[int, Exclusions] = {}
-        for kiosk in kiosks:
+        # Kiosks on `always`, active, with no change or window in the range: none (a scrape
+        # walks the whole fleet here, so they are left out in one pass).
+        concerned = [
+            k
+            for k in kiosks
+            if k.schedule_id is not None or not k.is_active or k.id in events or k.id in by_kiosk
+        ]
+        for kiosk in concerned:
             own_events, own_windows = events.get(kiosk.id, ()), by_kiosk.get(kiosk.id, ())
             if not own_events and not own_windows:
-                if kiosk.is_active and kiosk.schedule_id is None:
-                    continue
                 key = (kiosk.schedule_id, kiosk.is_active)
                 if key not in shared:
                     holes = _not_expected(kiosk, (), (), versions, since, until)

@@ -298,6 +298,23 @@ class HistoryQueries:
 
     @storage_errors
     @session
+    def counter_rows(self) -> list[tuple[Any, ...]]:
+        """Per kiosk: id, when its stored totals end (`through_at`, or `observed_since` before
+        the first fold), downtime_us, observed_us, outages. Times are left as the database
+        gives them (time_from_db() reads them): a scrape reads every kiosk, and most share
+        one `through_at`."""
+        return self._bulk_rows(
+            "SELECT kiosk_id, COALESCE(through_at, observed_since), "
+            "downtime_us, observed_us, outages FROM kiosk_history",
+            {},
+        )
+
+    def time_from_db(self, value: Any) -> datetime | None:
+        """A time as counter_rows() returned it, aware UTC."""
+        return self._from_db(value)
+
+    @storage_errors
+    @session
     def outages_between(
         self, since: datetime, until: datetime, kiosk_ids: Sequence[int] | None = None
     ) -> dict[int, list[Outage]]:
