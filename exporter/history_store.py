@@ -11,7 +11,7 @@ import re
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
 
 from .outages import Outage, gap_is_outage, offline_at
@@ -340,15 +340,25 @@ class HistoryQueries:
         return found
 
     def _outage_rows(self, rows: list[Any]) -> list[tuple[int, Outage]]:
-        """(kiosk_id, Outage) of each row. On SQLite the times are parsed inline: a fleet
-        document reads a few hundred thousand of them, and a call per value was a third of
-        its time."""
-        if not self._sqlite:
-            from_db = self._from_db
-            return [(k, Outage(from_db(s), from_db(o), from_db(e))) for k, s, o, e in rows]  # type: ignore[arg-type]
-        parse, utc, new = datetime.fromisoformat, "+00:00", tuple.__new__
+        """(kiosk_id, Outage) of each row, the times converted inline: a fleet document
+        reads a few hundred thousand of them, and a call per value was a third of its
+        time."""
+        new = tuple.__new__
+        if not self._sqlite:  # the driver gives naive UTC datetimes
+            utc = timezone.utc
+            return [
+                (
+                    k,
+                    new(
+                        Outage,
+                        (s.replace(tzinfo=utc), o.replace(tzinfo=utc), e and e.replace(tzinfo=utc)),
+                    ),
+                )
+                for k, s, o, e in rows
+            ]
+        parse, z = datetime.fromisoformat, "+00:00"
         return [
-            (k, new(Outage, (parse(s + utc), parse(o + utc), e and parse(e + utc))))
+            (k, new(Outage, (parse(s + z), parse(o + z), e and parse(e + z))))
             for k, s, o, e in rows
         ]
 
