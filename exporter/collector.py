@@ -55,7 +55,7 @@ class Judged(NamedTuple):
     # tablet's last battery reading is not its battery now.
     vitals: Vitals | None = None
     totals: Totals | None = None  # outage history counters; None: never observed
-    # Outages that went offline within the last hour (attention mode only; else None).
+    # Outages that began to count within the last hour (attention mode only; else None).
     recent_outages: int | None = None
 
 
@@ -357,7 +357,7 @@ FAMILIES: tuple[KioskFamily | FleetFamily, ...] = (
     ),
     KioskFamily(
         names.RECENT_OUTAGES,
-        "Outages that went offline within the last hour; in attention mode only, where it"
+        "Outages that began to count within the last hour; in attention mode only, where it"
         " stands in for increases of kiosk_outages_total (KioskFlapping).",
         lambda j: _float_or_none(j.recent_outages),
         wanted=_attention,

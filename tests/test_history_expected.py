@@ -295,3 +295,22 @@ def test_counters_of_many_kiosks_in_outage_read_every_history_at_once(
     by_ids = [scraped(client, n + 1) for n in range(3)]
     monkeypatch.setattr(exporter.history, "MAX_IDS_PER_QUERY", 1)
     assert [scraped(client, n + 1) for n in range(3)] == by_ids == [(300, 600, 1)] * 3
+
+
+def test_attention_modes_recent_outages_are_judged_like_the_counter(
+    client, store, add_kiosk, clock
+):
+    """kiosk_outages_last_hour (attention mode) counts what kiosk_outages_total counts: the
+    gap across the restart is none, the silence while the service ran is one."""
+    kiosk_id, key = add_kiosk()
+    liveness(store, (0, 10), (30, 60))
+    for minute in (0, 4, 8, 31, 35):
+        ping(client, clock, key, minute)
+    tick(store, clock, 30)
+    ping(client, clock, key, 47)  # silent 10:35-10:47 while the service ran
+    clock.now = at(60)
+    service = HistoryService(store, Settings(), clock)
+    kiosks = store.list_kiosks()
+    assert service.outages_started(kiosks, at(0), at(60)) == {kiosk_id: 1}
+    assert service.outages_started(kiosks, at(41), at(60)) == {}  # began to count at 10:40
+    assert scraped(client, kiosk_id)[2] == 1
