@@ -184,7 +184,8 @@ def main() -> None:
         started = time.monotonic()
         if args.keep and Path(args.keep).exists():
             store = open_store(database)
-            token, kiosk_id = store.add_token("bench")[1], store.list_kiosks()[0].id
+            name = f"bench-{int(time.time())}"  # a token of its own on each reuse
+            token, kiosk_id = store.add_token(name)[1], store.list_kiosks()[0].id
             store.close()
         else:
             token, kiosk_id = seed(database, args.kiosks, args.days, args.scheduled)
