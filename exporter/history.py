@@ -10,7 +10,7 @@ import functools
 import logging
 import re
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, NamedTuple
@@ -19,27 +19,19 @@ from .access import Caller
 from .clock import Clock, format_utc, parse_utc
 from .config import Settings, time_zone
 from .errors import ExporterError, InvalidInput
-from .expected import expected_intervals, latest_liveness, unknown_intervals
+from .exclusions import FleetExclusions, fleet_exclusions, reach
+from .expected import latest_liveness
 from .history_store import TotalsAdvance
 from .outages import (
     ZERO,
-    Exclusions,
-    Interval,
     Outage,
     WindowSummary,
     day_bounds,
     ratio,
     seconds,
-    subtract,
     summarize,
 )
-from .records import (
-    KioskEvent,
-    KioskRecord,
-    LivenessInterval,
-    MaintenanceWindow,
-    ScheduleVersion,
-)
+from .records import KioskRecord
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -233,8 +225,8 @@ class HistoryService:
         earliest = min(min(parse(row[1]) for row in rows), until)
         outages = self.store.outages_between(earliest, until)
         kiosks = self.store.list_kiosks() if kiosks is None else kiosks
-        exclusions = self._exclusions(
-            kiosks, _reach(earliest, outages), until, liveness, one_kiosk=False
+        exclusions = fleet_exclusions(
+            self.store, kiosks, reach(earliest, outages), until, liveness, one_kiosk=False
         )
         everyone, by_kiosk = exclusions.everyone, exclusions.by_kiosk
         plain: dict[tuple[datetime, int], int] = {}
@@ -313,63 +305,15 @@ class HistoryService:
         wanted = [k.id for k in kiosks] if one else None
         outages = self.store.outages_between(window.since, window.until, wanted)
         observed = {k: h.observed_since for k, h in self.store.kiosk_histories(wanted).items()}
-        exclusions = self._exclusions(
+        exclusions = fleet_exclusions(
+            self.store,
             kiosks,
-            _reach(window.since, outages),
+            reach(window.since, outages),
             window.now,
             self.store.liveness_intervals(),
             one_kiosk=one,
         )
         return _Facts(outages, observed, exclusions)
-
-    def _exclusions(
-        self,
-        kiosks: Sequence[KioskRecord],
-        since: datetime,
-        until: datetime,
-        liveness: Sequence[LivenessInterval],
-        *,
-        one_kiosk: bool,
-    ) -> _FleetExclusions:
-        """Unknown time (fleet-wide, from the replicas' liveness) and, per kiosk, the time it
-        was not expected online (deactivated, outside its hours, in maintenance) over
-        [since, until), judged by expected.py's rule from the event log as it was then.
-        Kiosks expected throughout (active, `always`, no change or window in the range) have
-        no entry; kiosks that share hours and have no change of their own share one."""
-        unknown = unknown_intervals(liveness, since, until)
-        if one_kiosk:
-            kiosk_id = kiosks[0].id
-            events = {kiosk_id: self.store.kiosk_events(kiosk_id, since=since)}
-            windows = self.store.maintenance_windows(kiosk_id=kiosk_id, since=since, until=until)
-        else:
-            events = self.store.events_since(since)
-            windows = self.store.maintenance_windows(since=since, until=until)
-        by_kiosk: dict[int, list[MaintenanceWindow]] = {}
-        for w in windows:
-            by_kiosk.setdefault(w.kiosk_id, []).append(w)
-        versions = self.store.schedule_versions()
-        everyone = Exclusions(unknown)
-        shared: dict[tuple[int | None, bool], Exclusions] = {}
-        excluded: dict[int, Exclusions] = {}
-        # Kiosks on `always`, active, with no change or window in the range: none (a scrape
-        # walks the whole fleet here, so they are left out in one pass).
-        concerned = [
-            k
-            for k in kiosks
-            if k.schedule_id is not None or not k.is_active or k.id in events or k.id in by_kiosk
-        ]
-        for kiosk in concerned:
-            own_events, own_windows = events.get(kiosk.id, ()), by_kiosk.get(kiosk.id, ())
-            if not own_events and not own_windows:
-                key = (kiosk.schedule_id, kiosk.is_active)
-                if key not in shared:
-                    holes = _not_expected(kiosk, (), (), versions, since, until)
-                    shared[key] = Exclusions(unknown, holes) if holes else everyone
-                excluded[kiosk.id] = shared[key]
-            else:
-                holes = _not_expected(kiosk, own_events, own_windows, versions, since, until)
-                excluded[kiosk.id] = Exclusions(unknown, holes) if holes else everyone
-        return _FleetExclusions(everyone, excluded)
 
     @staticmethod
     def _summarize(
@@ -404,54 +348,10 @@ MICROSECOND = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
-class _FleetExclusions:
-    """Each kiosk's Exclusions; `everyone`'s (unknown time alone) for kiosks expected
-    throughout."""
-
-    everyone: Exclusions
-    by_kiosk: dict[int, Exclusions]
-
-    def of(self, kiosk_id: int) -> Exclusions:
-        return self.by_kiosk.get(kiosk_id, self.everyone)
-
-
-@dataclass(frozen=True)
 class _Facts:
     outages: dict[int, list[Outage]]
     observed_since: dict[int, datetime]
-    exclusions: _FleetExclusions
-
-
-# An outage's life is judged from a little before it began, so a hole that ends exactly at
-# its start is seen (and the kiosk gets its grace) whatever window the question names.
-_REACH_MARGIN = timedelta(days=1)
-
-
-def _reach(since: datetime, outages: dict[int, list[Outage]]) -> datetime:
-    """From when exclusions are needed: the window, and the whole life of every outage that
-    overlaps it (an outage's reality is judged over its whole life)."""
-    firsts = [found[0].offline_at for found in outages.values() if found]
-    return min([since, *firsts]) - _REACH_MARGIN
-
-
-def _not_expected(
-    kiosk: KioskRecord,
-    events: Sequence[KioskEvent],
-    windows: Sequence[MaintenanceWindow],
-    versions: Mapping[int, Sequence[ScheduleVersion]],
-    since: datetime,
-    until: datetime,
-) -> list[Interval]:
-    expected = expected_intervals(
-        events=events,
-        versions=versions,
-        windows=windows,
-        is_active=kiosk.is_active,
-        schedule_id=kiosk.schedule_id,
-        since=since,
-        until=until,
-    )
-    return subtract([(since, until)], expected)
+    exclusions: FleetExclusions
 
 
 def _window_fields(window: Window) -> dict[str, Any]:
