@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 DEFAULT_WINDOW = timedelta(days=30)
 MAX_DAY_BUCKETS = timedelta(days=400)
 TICK_SECONDS = 5.0
-MAX_IDS_PER_QUERY = 500
 PURGE_EVERY = timedelta(days=1)
 ADVANCE_EVERY = timedelta(hours=1)
 SETTLED = timedelta(minutes=1)
@@ -232,13 +231,7 @@ class HistoryService:
         plain: dict[tuple[datetime, int], int] = {}
         new = tuple.__new__
         totals: dict[int, Totals] = {}
-        firsts: dict[int, datetime] = {}
-        if outages:
-            # A few kiosks by id; after a restart the whole fleet may have one: read all.
-            wanted = list(outages) if len(outages) <= MAX_IDS_PER_QUERY else None
-            histories = self.store.kiosk_histories(wanted)
-            firsts = {k: h.observed_since for k, h in histories.items()}
-        for kiosk_id, since_value, down_us, seen_us, count in rows:
+        for kiosk_id, since_value, first, down_us, seen_us, count in rows:
             since = parse(since_value)
             if since >= until:
                 totals[kiosk_id] = new(Totals, (down_us, seen_us, count))
@@ -256,7 +249,7 @@ class HistoryService:
                 continue
             part = summarize(
                 found,
-                observed_since=firsts[kiosk_id],
+                observed_since=parse(first),
                 since=since,
                 until=until,
                 now=until,

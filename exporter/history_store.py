@@ -300,11 +300,12 @@ class HistoryQueries:
     @session
     def counter_rows(self) -> list[tuple[Any, ...]]:
         """Per kiosk: id, when its stored totals end (`through_at`, or `observed_since` before
-        the first fold), downtime_us, observed_us, outages. Times are left as the database
-        gives them (time_from_db() reads them): a scrape reads every kiosk, and most share
-        one `through_at`."""
+        the first fold), `observed_since`, downtime_us, observed_us, outages. Times are left
+        as the database gives them (time_from_db() reads them): a scrape reads every kiosk,
+        most share one `through_at`, and `observed_since` is needed only for a kiosk with
+        an outage."""
         return self._bulk_rows(
-            "SELECT kiosk_id, COALESCE(through_at, observed_since), "
+            "SELECT kiosk_id, COALESCE(through_at, observed_since), observed_since, "
             "downtime_us, observed_us, outages FROM kiosk_history",
             {},
         )

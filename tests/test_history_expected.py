@@ -280,23 +280,6 @@ def test_the_purge_keeps_what_unfolded_counters_still_read(client, store, add_ki
     assert scraped(client, kiosk_id) == before
 
 
-def test_counters_of_many_kiosks_in_outage_read_every_history_at_once(
-    client, store, add_kiosk, clock, monkeypatch
-):
-    """After a restart every kiosk may have an outage: the counters then read all histories
-    in one query rather than by a list of ids (the limit is lowered here to see it)."""
-    import exporter.history
-
-    keys = [add_kiosk(f"Kiosk-{n}")[1] for n in range(3)]
-    for key in keys:
-        ping(client, clock, key, 0)
-    tick(store, clock, 6)
-    clock.now = at(10)
-    by_ids = [scraped(client, n + 1) for n in range(3)]
-    monkeypatch.setattr(exporter.history, "MAX_IDS_PER_QUERY", 1)
-    assert [scraped(client, n + 1) for n in range(3)] == by_ids == [(300, 600, 1)] * 3
-
-
 def test_attention_modes_recent_outages_are_judged_like_the_counter(
     client, store, add_kiosk, clock
 ):
