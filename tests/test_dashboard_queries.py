@@ -253,6 +253,10 @@ def wait_for_history(prometheus: PrometheusProcess) -> None:
         "count_over_time(kiosk:fleet_availability:ratio[1m]) >= 5",
         "sum(rate(kiosk_exporter_heartbeat_delay_seconds_count[4s])) > 0",
         'ALERTS{alertname="KioskOffline", alertstate="firing"}',
+        # The history counters move with the service's 5-s liveness records, not each scrape.
+        "sum(location:kiosk_observed_seconds:increase1d) > 0",
+        f"sum(increase(kiosk_observed_seconds_total[{RANGE_SECONDS}s])) > 0"
+        f" or sum(increase(kiosk_location_observed_seconds_total[{RANGE_SECONDS}s])) > 0",
     ):
         prometheus.wait_for_query(expr, timeout=WAIT)
 
