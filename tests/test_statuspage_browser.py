@@ -218,6 +218,20 @@ def test_french_texts(page, demo):
     assert "En ligne" in rows(page)[1] and re.search(r"Il y a \d+ s", rows(page)[1])
     assert page.find_element("tag name", "html").get_attribute("lang") == "fr"
     assert text(page, "sign-out") == "Se déconnecter"
+    shot(page, "list-fr-desktop")
+    # French runs longer than English: still no sideways scrolling on a phone.
+    page.set_window_size(360, 780)
+    wait_for(lambda: page.execute_script("return window.innerWidth") <= 360, what="resize")
+    page.get(demo.url + "/ui/?lang=fr")
+    wait_for(lambda: len(names(page)) == 4, what="French list at 360 px")
+    assert no_horizontal_scroll(page)
+    shot(page, "list-fr-360")
+    page.find_element("css selector", "#kiosks li:first-child a").click()
+    wait_for(lambda: "/ui/kiosk/" in page.current_url, what="French detail")
+    wait_for(lambda: page.find_element("id", "detail").is_displayed(), what="French detail")
+    wait_for(lambda: "Hors ligne" in text(page, "detail"), what="French detail text")
+    assert no_horizontal_scroll(page)
+    shot(page, "detail-fr-360")
 
 
 def test_french_when_the_browser_prefers_it(page, demo):
