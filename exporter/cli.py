@@ -374,6 +374,7 @@ class Listen:
 def _serve_workers(settings: Settings) -> int:
     """`--workers N`: bind once, fork N serving processes sharing the sockets."""
     from .logs import LOG_FORMAT
+    from .schema import require_current
     from .server import bind_sockets
     from .workers import run_workers
 
@@ -381,6 +382,9 @@ def _serve_workers(settings: Settings) -> int:
         # Its multiprocess mode is chosen when the library is imported.
         raise RuntimeError("--workers must be set when the process starts")
     logging.basicConfig(level=settings.log_level, format=LOG_FORMAT)
+    # The supervisor checks (and for a new SQLite file, creates) the schema once before the
+    # workers start: workers racing to migrate a new file could each time out on its lock.
+    require_current(settings.database_url, timeout_seconds=settings.database_timeout_seconds)
     try:
         sockets = tuple(bind_sockets(settings.host, settings.port))
     except OSError as exc:
