@@ -97,16 +97,17 @@ def load(store, first, ids: list[int], days: int) -> None:
             print(f"  day {day}/{days}", flush=True)
 
 
-def fold(database: str) -> None:
-    """What serve's hourly job keeps done: the counters' totals folded up to about now.
-    Left to the service, a year of unfolded history would be folded by its first tick, in
-    the background of the timed requests (a real deployment folds an hour at a time)."""
+def settle(database: str) -> tuple[int, int]:
+    """What serve's hourly job keeps done: the counters' totals folded, and every ended
+    outage judged, up to about now. Left to the service, a year of seeded history would be
+    settled by its first tick, in the background of the timed requests (a real deployment
+    settles an hour at a time, and judges a year of history once, after the upgrade)."""
     from exporter.config import Settings
     from exporter.history import SETTLED, HistoryService
 
-    store = open_store(database)
+    store = open_store(database, upgrade=True)
     try:
-        HistoryService(store, Settings(), utc_now).advance_totals(utc_now() - SETTLED)
+        return HistoryService(store, Settings(), utc_now).settle(utc_now() - SETTLED)
     finally:
         store.close()
 
@@ -197,7 +198,7 @@ def main() -> None:
             database = f"sqlite:///{Path(args.keep).resolve()}"
         started = time.monotonic()
         if args.keep and Path(args.keep).exists():
-            store = open_store(database)
+            store = open_store(database, upgrade=True)
             name = f"bench-{int(time.time())}"  # a token of its own on each reuse
             token, kiosk_id = store.add_token(name)[1], store.list_kiosks()[0].id
             store.close()
@@ -205,8 +206,12 @@ def main() -> None:
             token, kiosk_id = seed(database, args.kiosks, args.days, args.scheduled)
             print(f"seeded {rows:,} outages in {time.monotonic() - started:.0f} s", flush=True)
         started = time.monotonic()
-        fold(database)
-        print(f"folded the counters' totals in {time.monotonic() - started:.0f} s", flush=True)
+        folded, judged = settle(database)
+        print(
+            f"settled: {folded:,} kiosks' totals folded, {judged:,} outages judged, in"
+            f" {time.monotonic() - started:.0f} s",
+            flush=True,
+        )
         server = start_exporter(database, Path(tmp), 16)
         try:
             base = server.url

@@ -27,6 +27,7 @@ from .outages import (
     Outage,
     WindowSummary,
     day_bounds,
+    life_downtime,
     ratio,
     seconds,
     summarize,
@@ -40,6 +41,9 @@ MAX_DAY_BUCKETS = timedelta(days=400)
 TICK_SECONDS = 5.0
 PURGE_EVERY = timedelta(days=1)
 ADVANCE_EVERY = timedelta(hours=1)
+# How much outage history one step of judge_settled() reads (a week of a 10,000-kiosk fleet
+# at one outage a day each: 70,000 rows).
+JUDGE_STEP = timedelta(days=7)
 SETTLED = timedelta(minutes=1)
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _OFFSET = re.compile(r"(Z|z|[+-]\d{2}:?\d{2})$")
@@ -132,11 +136,20 @@ class HistoryService:
         kiosks = self.store.list_kiosks(location=location)
         if caller is not None:
             kiosks = [k for k in kiosks if caller.sees(k.location)]
-        summaries = self._summaries(kiosks, window)
+        # Outages judged once settled and wholly inside the window are summed by the
+        # database; only the others (the window's edges, the last hour) are judged here.
+        summaries = self._summaries(kiosks, window, unsettled_only=True)
+        for kiosk_id, settled in self.store.settled_sums(window.since, window.until).items():
+            if kiosk_id in summaries:
+                summaries[kiosk_id] = summaries[kiosk_id].plus_settled(
+                    settled.outages,
+                    settled.downtime_us * MICROSECOND,
+                    settled.longest_us * MICROSECOND,
+                )
         rows = [kiosk_row(k, summaries[k.id]) for k in kiosks]
         downtime = sum((s.downtime for s in summaries.values()), ZERO)
         observed = sum((s.observed for s in summaries.values()), ZERO)
-        outages = sum(len(s.outages) for s in summaries.values())
+        outages = sum(s.outage_count for s in summaries.values())
         fleet = {
             "kiosks": len(kiosks),
             "availability_ratio": ratio(downtime, observed),
@@ -282,21 +295,94 @@ class HistoryService:
         ]
         return self.store.advance_totals(advances)
 
+    def settle(self, through: datetime) -> tuple[int, int]:
+        """serve's hourly job: fold the counters' totals and judge the outages that ended,
+        both up to `through` (at most the last recorded liveness). Returns how many kiosks
+        were folded and how many outages judged."""
+        return self.advance_totals(through), self.judge_settled(through)
+
+    def judge_settled(self, through: datetime) -> int:
+        """Store the downtime of every outage that ended before `through` (at most the last
+        recorded liveness, so every fact it depends on is settled), in steps of JUDGE_STEP
+        from `judged_through` on: after an upgrade, a year of history is judged a week at a
+        time. Returns how many outages were judged."""
+        latest = latest_liveness(self.store.liveness_intervals())
+        through = through if latest is None else min(through, latest)
+        previous = self.store.history_state().judged_through
+        cursor = previous if previous is not None else self.store.first_outage_end()
+        if cursor is None:  # no outage ended yet
+            self.store.record_judgements({}, previous, through)
+            return 0
+        judged = 0
+        kiosks = {k.id: k for k in self.store.list_kiosks()}
+        observed = {k: h.observed_since for k, h in self.store.kiosk_histories().items()}
+        while cursor < through:
+            end = min(cursor + JUDGE_STEP, through)
+            found = self._judge_lives(
+                self.store.outages_ended_between(cursor, end), end, kiosks, observed
+            )
+            self.store.record_judgements(found, previous, end)
+            judged += len(found)
+            previous = cursor = end
+        return judged
+
+    def _judge_lives(
+        self,
+        rows: Sequence[tuple[int, int, Outage]],
+        through: datetime,
+        kiosks: dict[int, KioskRecord],
+        observed: dict[int, datetime],
+    ) -> dict[int, int]:
+        """Outage id -> its judged downtime in microseconds (-1: no outage at all). Outages
+        of a kiosk deleted since are left unjudged: no document shows them."""
+        by_kiosk: dict[int, list[Outage]] = {}
+        for _, kiosk_id, outage in rows:
+            by_kiosk.setdefault(kiosk_id, []).append(outage)
+        concerned = [kiosks[k] for k in by_kiosk if k in kiosks and k in observed]
+        if not concerned:
+            return {}
+        exclusions = fleet_exclusions(
+            self.store,
+            concerned,
+            reach(through, by_kiosk),
+            through,
+            self.store.liveness_intervals(),
+            one_kiosk=False,
+        )
+        found = {}
+        for outage_id, kiosk_id, outage in rows:
+            if kiosk_id not in kiosks or kiosk_id not in observed:
+                continue
+            downtime = life_downtime(
+                outage,
+                observed_since=observed[kiosk_id],
+                exclusions=exclusions.of(kiosk_id),
+                now=through,
+            )
+            found[outage_id] = -1 if downtime is None else downtime // MICROSECOND
+        return found
+
     # -- from stored facts to summaries ------------------------------------------------------
 
-    def _summaries(self, kiosks: Sequence[KioskRecord], window: Window) -> dict[int, WindowSummary]:
-        facts = self._facts(kiosks, window)
+    def _summaries(
+        self, kiosks: Sequence[KioskRecord], window: Window, *, unsettled_only: bool = False
+    ) -> dict[int, WindowSummary]:
+        facts = self._facts(kiosks, window, unsettled_only=unsettled_only)
         return {
             k.id: self._summarize(k.id, facts, window.since, window.until, window.now)
             for k in kiosks
         }
 
-    def _facts(self, kiosks: Sequence[KioskRecord], window: Window) -> _Facts:
+    def _facts(
+        self, kiosks: Sequence[KioskRecord], window: Window, *, unsettled_only: bool = False
+    ) -> _Facts:
         """Read once per request: outages, observation starts and exclusions. A fleet
         request reads every kiosk's rows at once rather than one query per kiosk."""
         one = len(kiosks) == 1
         wanted = [k.id for k in kiosks] if one else None
-        outages = self.store.outages_between(window.since, window.until, wanted)
+        outages = self.store.outages_between(
+            window.since, window.until, wanted, unsettled_only=unsettled_only
+        )
         observed = {k: h.observed_since for k, h in self.store.kiosk_histories(wanted).items()}
         exclusions = fleet_exclusions(
             self.store,
@@ -364,7 +450,7 @@ def kiosk_row(kiosk: KioskRecord, summary: WindowSummary) -> dict[str, Any]:
         "downtime_seconds": seconds(summary.downtime),
         "observed_seconds": seconds(summary.observed),
         "unknown_seconds": seconds(summary.unknown),
-        "outages": len(summary.outages),
+        "outages": summary.outage_count,
         "longest_outage_seconds": seconds(summary.longest_outage),
         "mean_outage_seconds": seconds(summary.mean_outage),
     }
@@ -391,7 +477,7 @@ class HistoryKeeper:
         if self.last_advance is None or now - self.last_advance >= ADVANCE_EVERY:
             # Late facts (a gap closed by a heartbeat no tick saw begin) land within a few
             # seconds of their time: totals stop well before now.
-            HistoryService(self.store, self.settings, self.clock).advance_totals(now - SETTLED)
+            HistoryService(self.store, self.settings, self.clock).settle(now - SETTLED)
             self.last_advance = now
         days = self.settings.outage_retention_days
         if days and (self.last_purge is None or now - self.last_purge >= PURGE_EVERY):

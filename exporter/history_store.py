@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
@@ -29,6 +29,8 @@ class HistoryState:
 
     started_at: datetime
     purged_before: datetime | None
+    # Every outage that ended before it has its judged downtime stored (None: none yet).
+    judged_through: datetime | None = None
 
     def complete_from(self) -> datetime:
         return max(self.started_at, self.purged_before or self.started_at)
@@ -44,6 +46,19 @@ class KioskHistoryRecord(NamedTuple):
     downtime_us: int
     observed_us: int
     outages: int
+
+
+class SettledSums(NamedTuple):
+    """A kiosk's judged outages wholly inside a window: how many, their downtime and the
+    longest, in microseconds."""
+
+    outages: int
+    downtime_us: int
+    longest_us: int
+
+
+# Outages judged per UPDATE statement (a CASE over their ids).
+JUDGEMENTS_PER_STATEMENT = 1000
 
 
 @dataclass(frozen=True)
@@ -270,8 +285,14 @@ class HistoryQueries:
     @storage_errors
     @session
     def history_state(self) -> HistoryState:
-        ((started, purged),) = self._rows("SELECT started_at, purged_before FROM history_state")
-        return HistoryState(self._from_db(started), self._from_db(purged))  # type: ignore[arg-type]
+        ((started, purged, judged),) = self._rows(
+            "SELECT started_at, purged_before, judged_through FROM history_state"
+        )
+        return HistoryState(
+            self._from_db(started),  # type: ignore[arg-type]
+            self._from_db(purged),
+            self._from_db(judged),
+        )
 
     @storage_errors
     @session
@@ -317,12 +338,20 @@ class HistoryQueries:
     @storage_errors
     @session
     def outages_between(
-        self, since: datetime, until: datetime, kiosk_ids: Sequence[int] | None = None
+        self,
+        since: datetime,
+        until: datetime,
+        kiosk_ids: Sequence[int] | None = None,
+        *,
+        unsettled_only: bool = False,
     ) -> dict[int, list[Outage]]:
         """Outages that may overlap [since, until): open ones, and those ended at or after
-        `since` that went offline before `until`; per kiosk, oldest first."""
+        `since` that went offline before `until`; per kiosk, oldest first. `unsettled_only`
+        leaves out those settled_sums() counts (judged, and wholly inside the window)."""
         where, params = self._ids_filter("kiosk_id", kiosk_ids, prefix="AND")
         params.update(since=self._to_db(since), until=self._to_db(until))
+        if unsettled_only:
+            where += " AND (downtime_us IS NULL OR offline_at < $since OR ended_at > $until)"
         found: dict[int, list[Outage]] = {}
         for sql in (
             "WHERE ended_at >= $since AND offline_at < $until",
@@ -339,6 +368,81 @@ class HistoryQueries:
         for outages in found.values():
             outages.sort()  # by started_at: a kiosk's outages never overlap
         return found
+
+    @storage_errors
+    @session
+    def settled_sums(self, since: datetime, until: datetime) -> dict[int, SettledSums]:
+        """Per kiosk, the judged outages wholly inside [since, until) (from offline_at to
+        ended_at), summed by the database: a 30-day fleet document reads one row per kiosk
+        instead of every outage, and judges only those outages_between(unsettled_only=True)
+        returns."""
+        rows = self._bulk_rows(
+            "SELECT kiosk_id, COUNT(*), SUM(downtime_us), MAX(downtime_us) FROM outages "
+            "WHERE ended_at >= $since AND ended_at <= $until AND offline_at >= $since "
+            "AND offline_at < $until AND downtime_us >= 0 GROUP BY kiosk_id",
+            {"since": self._to_db(since), "until": self._to_db(until)},
+        )
+        return {k: SettledSums(int(n), int(total), int(longest)) for k, n, total, longest in rows}
+
+    @storage_errors
+    @session
+    def first_outage_end(self) -> datetime | None:
+        """When the oldest ended outage ended (None: none has)."""
+        (first,) = self._rows("SELECT MIN(ended_at) FROM outages")
+        return self._from_db(first)
+
+    @storage_errors
+    @session
+    def outages_ended_between(
+        self, since: datetime, until: datetime
+    ) -> list[tuple[int, int, Outage]]:
+        """(id, kiosk_id, outage) of the outages that ended in [since, until), to judge."""
+        rows = self._bulk_rows(
+            "SELECT id, kiosk_id, started_at, offline_at, ended_at FROM outages "
+            "WHERE ended_at >= $since AND ended_at < $until",
+            {"since": self._to_db(since), "until": self._to_db(until)},
+        )
+        return [
+            (row[0], kiosk, outage)
+            for row, (kiosk, outage) in zip(
+                rows, self._outage_rows([row[1:] for row in rows]), strict=True
+            )
+        ]
+
+    def record_judgements(
+        self, downtimes: Mapping[int, int], previous: datetime | None, through: datetime
+    ) -> None:
+        """Store each outage's judged downtime (by outage id; -1: no outage at all), then
+        move `judged_through` from `previous` to `through`, in short transactions. A replica
+        that did the same meanwhile computed the same values from the same facts."""
+        items = sorted(downtimes.items())
+        for first in range(0, len(items), JUDGEMENTS_PER_STATEMENT):
+            self._store_judgements(items[first : first + JUDGEMENTS_PER_STATEMENT])
+        self._move_judged_through(previous, through)
+
+    @storage_errors
+    @session
+    def _store_judgements(self, items: Sequence[tuple[int, int]]) -> None:
+        # One statement per chunk: executemany() sends one UPDATE per row on PostgreSQL and
+        # MariaDB. Only integers computed here are inlined.
+        cases = " ".join(f"WHEN {int(i)} THEN {int(d)}" for i, d in items)
+        ids = ", ".join(str(int(i)) for i, _ in items)
+        self._db.execute(
+            f"UPDATE outages SET downtime_us = CASE id {cases} END WHERE id IN ({ids})"
+        )
+
+    @storage_errors
+    @session
+    def _move_judged_through(self, previous: datetime | None, through: datetime) -> None:
+        params = {"through": self._to_db(through)}
+        if previous is None:
+            guard = "judged_through IS NULL"
+        else:
+            guard = "judged_through = $previous"
+            params["previous"] = self._to_db(previous)
+        self._db.execute(
+            f"UPDATE history_state SET judged_through = $through WHERE {guard}", params
+        )
 
     def _outage_rows(self, rows: list[Any]) -> list[tuple[int, Outage]]:
         """(kiosk_id, Outage) of each row, the times converted inline: a fleet document

@@ -172,6 +172,9 @@ def define_history_entities(db: Database) -> tuple[Any, Any, Any]:
         started_at = Required(datetime, precision=6)
         offline_at = Required(datetime, precision=6)
         ended_at = Optional(datetime, precision=6, nullable=True, index=True)
+        # Its judged downtime over its whole life once settled (NULL before, -1 when it
+        # was no outage at all): fleet documents sum it rather than judge it again.
+        downtime_us = Optional(int, size=64, nullable=True)
         composite_key(kiosk_id, started_at)
         composite_index(kiosk_id, offline_at)
 
@@ -194,6 +197,7 @@ def define_history_entities(db: Database) -> tuple[Any, Any, Any]:
         id = PrimaryKey(int, auto=False)
         started_at = Required(datetime, precision=6)
         purged_before = Optional(datetime, precision=6, nullable=True)
+        judged_through = Optional(datetime, precision=6, nullable=True)
 
     return Outage, KioskHistory, HistoryState
 

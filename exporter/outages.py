@@ -14,7 +14,7 @@ from __future__ import annotations
 import bisect
 import functools
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import NamedTuple
 
@@ -201,12 +201,30 @@ class JudgedOutage(NamedTuple):
 
 @dataclass(frozen=True)
 class WindowSummary:
-    """One kiosk over [since, until): exact durations; ratios and whole seconds derived."""
+    """One kiosk over [since, until): exact durations; ratios and whole seconds derived.
+
+    `outages` are the outages judged for this summary; a fleet document adds, with
+    plus_settled(), those judged once when they settled and summed by the database: counted
+    (`outage_count`, `longest_outage`, `downtime`), not listed."""
 
     downtime: timedelta = ZERO
     observed: timedelta = ZERO
     unknown: timedelta = ZERO
     outages: list[JudgedOutage] = field(default_factory=list)
+    settled_outages: int = 0
+    settled_longest: timedelta = ZERO
+
+    def plus_settled(self, outages: int, downtime: timedelta, longest: timedelta) -> WindowSummary:
+        return replace(
+            self,
+            downtime=self.downtime + downtime,
+            settled_outages=self.settled_outages + outages,
+            settled_longest=max(self.settled_longest, longest),
+        )
+
+    @property
+    def outage_count(self) -> int:
+        return len(self.outages) + self.settled_outages
 
     @property
     def availability_ratio(self) -> float | None:
@@ -219,11 +237,12 @@ class WindowSummary:
 
     @property
     def longest_outage(self) -> timedelta:
-        return max((o.downtime for o in self.outages), default=ZERO)
+        return max([self.settled_longest, *(o.downtime for o in self.outages)])
 
     @property
     def mean_outage(self) -> timedelta | None:
-        return self.downtime / len(self.outages) if self.outages else None
+        count = self.outage_count
+        return self.downtime / count if count else None
 
 
 def ratio(downtime: timedelta, observed: timedelta) -> float | None:
@@ -290,6 +309,17 @@ class _Judged:
         if high == low and self.lower <= low and judged.index_at(low) >= 0:
             return JudgedOutage(outage, ZERO, low)
         return None
+
+
+def life_downtime(
+    outage: Outage, *, observed_since: datetime, exclusions: Exclusions, now: datetime
+) -> timedelta | None:
+    """The outage's downtime over its whole life: what any window holding all of it counts.
+    None when it is no outage at all (all of it in unknown or excluded time). Once every
+    fact it depends on is settled it never changes, so the history stores it (see
+    HistoryService.judge_settled) and fleet documents sum it instead of judging again."""
+    judged = _Judged(exclusions, observed_since).judge(outage, now, EARLIEST, LATEST)
+    return None if judged is None else judged.downtime
 
 
 def summarize(

@@ -24,7 +24,8 @@ from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
-# A worker that dies this soon after its start, twice in a row, is not worth replacing again.
+# A worker that exits with an error this soon after its start, twice in a row, is not worth
+# replacing again.
 CRASH_LOOP_SECONDS = 5.0
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -68,7 +69,10 @@ def _supervise(
         if stopping:  # a worker replaced earlier does not make a clean stop a failure
             worst = max(worst, code if code >= 0 else 128 - code)
             continue
-        quick_deaths = quick_deaths + 1 if time.monotonic() - started < CRASH_LOOP_SECONDS else 0
+        # A worker killed by a signal (the OOM killer, an operator) did not fail its start-up:
+        # only a quick exit of its own counts towards giving up.
+        crashed = code > 0 and time.monotonic() - started < CRASH_LOOP_SECONDS
+        quick_deaths = quick_deaths + 1 if crashed else 0
         if quick_deaths >= 2:
             log.error("worker %d keeps dying at start-up (exit %d): stopping", slot, code)
             for other in workers:

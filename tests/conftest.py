@@ -24,6 +24,7 @@ from exporter.cli import main
 from exporter.config import Settings, parse_database_url
 from exporter.store import Store, open_store
 from tests.support import databases
+from tests.support import service as running
 from tests.support.service import RunningService
 
 T0 = datetime(2026, 11, 26, 10, 0, 0, tzinfo=timezone.utc)
@@ -41,6 +42,19 @@ class MovableClock:
     def advance(self, seconds: float) -> datetime:
         self.now += timedelta(seconds=seconds)
         return self.now
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+    """A failed test's report ends with the log of every server process it started."""
+    report = yield
+    if report.failed:
+        for number, started in enumerate(running.STARTED, 1):
+            tail = "\n".join(started.log_lines[-200:])
+            report.sections.append((f"service {number} log (last 200 lines)", tail))
+    if call.when == "teardown":
+        running.STARTED.clear()
+    return report
 
 
 @pytest.fixture

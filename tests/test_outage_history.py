@@ -128,10 +128,14 @@ def test_upgrade_gives_a_kiosk_offline_at_that_time_an_ongoing_outage(empty_data
     (kiosk,) = store.list_kiosks()
     store.record_heartbeat(kiosk.id, received_at=T0)
     store.close()
-    # record_heartbeat started observation; to look like the old schema, drop it
+    # record_heartbeat started observation; to look like the old schema, drop it (and the
+    # later migration that adds columns to its tables)
     url = parse_database_url(empty_database_url)
     with schema.connect(url, timeout_seconds=10) as backend, backend.transaction():
-        backend.execute("DELETE FROM _yoyo_migration WHERE migration_id = '0004_outage_history'")
+        backend.execute(
+            "DELETE FROM _yoyo_migration "
+            "WHERE migration_id IN ('0004_outage_history', '0007_judged_outages')"
+        )
         for table in ("outages", "kiosk_history", "history_state"):
             backend.execute(f"DROP TABLE {table}")
     upgraded = run_cli("db", "upgrade", database=empty_database_url)

@@ -36,6 +36,11 @@ def run_cli(
     )
 
 
+# Every service started by the test that runs now: a failing test's report shows their logs
+# (tests/conftest.py), since a server's own words are what explain a failure.
+STARTED: list[RunningService] = []
+
+
 class RunningService:
     """A real server process; `settings` become KIOSK_EXPORTER_* variables."""
 
@@ -65,6 +70,7 @@ class RunningService:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, port: int = 0, timeout: float = 20.0) -> RunningService:
+        STARTED.append(self)
         self.process = subprocess.Popen(
             [
                 *COMMAND,
