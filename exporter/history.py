@@ -10,6 +10,7 @@ import functools
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -41,9 +42,11 @@ MAX_DAY_BUCKETS = timedelta(days=400)
 TICK_SECONDS = 5.0
 PURGE_EVERY = timedelta(days=1)
 ADVANCE_EVERY = timedelta(hours=1)
-# How much outage history one step of judge_settled() reads (a week of a 10,000-kiosk fleet
-# at one outage a day each: 70,000 rows).
-JUDGE_STEP = timedelta(days=7)
+# How much outage history one judge_step() reads: a day (10,000 rows for 10,000 kiosks at an
+# outage a day each, ~0.4 s), and serve's job stops stepping after JUDGE_BUDGET_SECONDS,
+# because it runs in the liveness loop: a long job would delay the service's own record.
+JUDGE_STEP = timedelta(days=1)
+JUDGE_BUDGET_SECONDS = 1.0
 SETTLED = timedelta(minutes=1)
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _OFFSET = re.compile(r"(Z|z|[+-]\d{2}:?\d{2})$")
@@ -296,45 +299,49 @@ class HistoryService:
         return self.store.advance_totals(advances)
 
     def settle(self, through: datetime) -> tuple[int, int]:
-        """serve's hourly job: fold the counters' totals and judge the outages that ended,
-        both up to `through` (at most the last recorded liveness). Returns how many kiosks
-        were folded and how many outages judged."""
+        """Fold the counters' totals and judge every outage that ended, both up to `through`
+        (at most the last recorded liveness), at once. Returns how many kiosks were folded
+        and how many outages judged. (serve's job does the same in bounded steps.)"""
         return self.advance_totals(through), self.judge_settled(through)
 
     def judge_settled(self, through: datetime) -> int:
-        """Store the downtime of every outage that ended before `through` (at most the last
-        recorded liveness, so every fact it depends on is settled), in steps of JUDGE_STEP
-        from `judged_through` on: after an upgrade, a year of history is judged a week at a
-        time. Returns how many outages were judged."""
+        """judge_step() until every outage that ended before `through` is judged; returns
+        how many were."""
+        judged, more = self.judge_step(through)
+        while more:
+            step, more = self.judge_step(through)
+            judged += step
+        return judged
+
+    def judge_step(self, through: datetime) -> tuple[int, bool]:
+        """Store the downtime of the outages that ended in the next JUDGE_STEP after
+        `judged_through` and before `through` (at most the last recorded liveness: every
+        fact they depend on is settled). Returns how many were judged and whether more
+        remain: after an upgrade, a year of history is judged a day per step, in the
+        background."""
         latest = latest_liveness(self.store.liveness_intervals())
         through = through if latest is None else min(through, latest)
         previous = self.store.history_state().judged_through
         cursor = previous if previous is not None else self.store.first_outage_end()
         if cursor is None:  # no outage ended yet
             self.store.record_judgements({}, previous, through)
-            return 0
-        judged = 0
-        kiosks = {k.id: k for k in self.store.list_kiosks()}
-        observed = {k: h.observed_since for k, h in self.store.kiosk_histories().items()}
-        while cursor < through:
-            end = min(cursor + JUDGE_STEP, through)
-            found = self._judge_lives(
-                self.store.outages_ended_between(cursor, end), end, kiosks, observed
-            )
-            self.store.record_judgements(found, previous, end)
-            judged += len(found)
-            previous = cursor = end
-        return judged
+            return 0, False
+        if cursor >= through:
+            return 0, False
+        end = min(cursor + JUDGE_STEP, through)
+        found = self._judge_lives(self.store.outages_ended_between(cursor, end), end)
+        self.store.record_judgements(found, previous, end)
+        return len(found), end < through
 
     def _judge_lives(
-        self,
-        rows: Sequence[tuple[int, int, Outage]],
-        through: datetime,
-        kiosks: dict[int, KioskRecord],
-        observed: dict[int, datetime],
+        self, rows: Sequence[tuple[int, int, Outage]], through: datetime
     ) -> dict[int, int]:
-        """Outage id -> its judged downtime in microseconds (-1: no outage at all). Outages
-        of a kiosk deleted since are left unjudged: no document shows them."""
+        """Outage id -> its judged downtime in microseconds (-1: no outage at all). Those of
+        a kiosk deleted meanwhile (its outages go with it) are left alone."""
+        if not rows:
+            return {}
+        kiosks = {k.id: k for k in self.store.list_kiosks()}
+        observed = {k: h.observed_since for k, h in self.store.kiosk_histories().items()}
         by_kiosk: dict[int, list[Outage]] = {}
         for _, kiosk_id, outage in rows:
             by_kiosk.setdefault(kiosk_id, []).append(outage)
@@ -460,7 +467,9 @@ def kiosk_row(kiosk: KioskRecord, summary: WindowSummary) -> dict[str, Any]:
 class HistoryKeeper:
     """What `serve` does for history in the background: each tick opens the outages that
     began (so an ongoing outage is persisted within a tick of `offline_at`, with the
-    threshold then in force), and once a day purges what is past `outage_retention_days`."""
+    threshold then in force); every hour it folds the counters' totals and judges the
+    outages that ended (after an upgrade, a year of them a day per step, JUDGE_BUDGET_SECONDS
+    per tick); once a day it purges what is past `outage_retention_days`."""
 
     store: Store
     settings: Settings
@@ -468,17 +477,28 @@ class HistoryKeeper:
     last_purge: datetime | None = None
 
     last_advance: datetime | None = None
+    judging: bool = False  # outages that ended are left to judge
 
     def tick(self) -> None:
         now = self.clock()
         self.store.open_outages(
             now=now, online_threshold_seconds=self.settings.online_threshold_seconds
         )
+        service = HistoryService(self.store, self.settings, self.clock)
         if self.last_advance is None or now - self.last_advance >= ADVANCE_EVERY:
             # Late facts (a gap closed by a heartbeat no tick saw begin) land within a few
             # seconds of their time: totals stop well before now.
-            HistoryService(self.store, self.settings, self.clock).settle(now - SETTLED)
+            service.advance_totals(now - SETTLED)
             self.last_advance = now
+            self.judging = True
+        if self.judging:
+            # Judged in steps while the budget lasts; what is left goes on at the next tick.
+            started, more = time.monotonic(), True
+            while more:
+                _, more = service.judge_step(now - SETTLED)
+                if time.monotonic() - started >= JUDGE_BUDGET_SECONDS:
+                    break
+            self.judging = more
         days = self.settings.outage_retention_days
         if days and (self.last_purge is None or now - self.last_purge >= PURGE_EVERY):
             purged = self.store.purge_history(before=now - timedelta(days=days))

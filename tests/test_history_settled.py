@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 from datetime import timedelta
+from itertools import pairwise
 
 import pytest
 
@@ -118,4 +119,25 @@ def test_the_hourly_job_judges_what_ended(client, token, store, clock, fleet):
     before = documents(client, token)
     HistoryKeeper(store, Settings(), clock).tick()
     assert store.history_state().judged_through == clock() - history.SETTLED
+    assert documents(client, token) == before
+
+
+def test_the_job_judges_a_backlog_a_step_per_tick_when_its_budget_is_spent(
+    client, token, store, clock, fleet, monkeypatch
+):
+    """After an upgrade, a year of history to judge: the job runs in the service's
+    liveness loop, so it stops when its budget is spent and goes on at the next tick."""
+    before = documents(client, token)
+    monkeypatch.setattr(history, "JUDGE_STEP", timedelta(hours=6))
+    monkeypatch.setattr(history, "JUDGE_BUDGET_SECONDS", 0.0)
+    keeper = HistoryKeeper(store, Settings(), clock)
+    marks = []
+    for _ in range(40):
+        keeper.tick()
+        marks.append(store.history_state().judged_through)
+        if not keeper.judging:
+            break
+    # One step a tick: the first ends 6 hours after the oldest outage ended, and so on.
+    assert all(b - a == timedelta(hours=6) for a, b in pairwise(marks[:-1]))
+    assert 3 < len(marks) < 40 and marks[-1] == clock() - history.SETTLED
     assert documents(client, token) == before
