@@ -141,8 +141,9 @@ class HistoryService:
             kiosks = [k for k in kiosks if caller.sees(k.location)]
         # Outages judged once settled and wholly inside the window are summed by the
         # database; only the others (the window's edges, the last hour) are judged here.
-        summaries = self._summaries(kiosks, window, unsettled_only=True)
-        for kiosk_id, settled in self.store.settled_sums(window.since, window.until).items():
+        read = self.store.fleet_window(window.since, window.until)
+        summaries = self._summaries(kiosks, window, read.outages)
+        for kiosk_id, settled in read.settled.items():
             if kiosk_id in summaries:
                 summaries[kiosk_id] = summaries[kiosk_id].plus_settled(
                     settled.outages,
@@ -345,6 +346,8 @@ class HistoryService:
         by_kiosk: dict[int, list[Outage]] = {}
         for _, kiosk_id, outage in rows:
             by_kiosk.setdefault(kiosk_id, []).append(outage)
+        for found in by_kiosk.values():
+            found.sort()  # oldest first, as reach() expects: the rows come in no order
         concerned = [kiosks[k] for k in by_kiosk if k in kiosks and k in observed]
         if not concerned:
             return {}
@@ -372,24 +375,30 @@ class HistoryService:
     # -- from stored facts to summaries ------------------------------------------------------
 
     def _summaries(
-        self, kiosks: Sequence[KioskRecord], window: Window, *, unsettled_only: bool = False
+        self,
+        kiosks: Sequence[KioskRecord],
+        window: Window,
+        outages: dict[int, list[Outage]] | None = None,
     ) -> dict[int, WindowSummary]:
-        facts = self._facts(kiosks, window, unsettled_only=unsettled_only)
+        facts = self._facts(kiosks, window, outages)
         return {
             k.id: self._summarize(k.id, facts, window.since, window.until, window.now)
             for k in kiosks
         }
 
     def _facts(
-        self, kiosks: Sequence[KioskRecord], window: Window, *, unsettled_only: bool = False
+        self,
+        kiosks: Sequence[KioskRecord],
+        window: Window,
+        outages: dict[int, list[Outage]] | None = None,
     ) -> _Facts:
-        """Read once per request: outages, observation starts and exclusions. A fleet
-        request reads every kiosk's rows at once rather than one query per kiosk."""
+        """Read once per request: outages (unless given), observation starts and
+        exclusions. A fleet request reads every kiosk's rows at once rather than one query
+        per kiosk."""
         one = len(kiosks) == 1
         wanted = [k.id for k in kiosks] if one else None
-        outages = self.store.outages_between(
-            window.since, window.until, wanted, unsettled_only=unsettled_only
-        )
+        if outages is None:
+            outages = self.store.outages_between(window.since, window.until, wanted)
         observed = {k: h.observed_since for k, h in self.store.kiosk_histories(wanted).items()}
         exclusions = fleet_exclusions(
             self.store,

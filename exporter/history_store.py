@@ -57,6 +57,13 @@ class SettledSums(NamedTuple):
     longest_us: int
 
 
+class FleetWindow(NamedTuple):
+    """What a fleet document reads: outages to judge, and sums of those judged already."""
+
+    outages: dict[int, list[Outage]]
+    settled: dict[int, SettledSums]
+
+
 # Outages judged per UPDATE statement (a CASE over their ids).
 JUDGEMENTS_PER_STATEMENT = 1000
 
@@ -338,20 +345,12 @@ class HistoryQueries:
     @storage_errors
     @session
     def outages_between(
-        self,
-        since: datetime,
-        until: datetime,
-        kiosk_ids: Sequence[int] | None = None,
-        *,
-        unsettled_only: bool = False,
+        self, since: datetime, until: datetime, kiosk_ids: Sequence[int] | None = None
     ) -> dict[int, list[Outage]]:
         """Outages that may overlap [since, until): open ones, and those ended at or after
-        `since` that went offline before `until`; per kiosk, oldest first. `unsettled_only`
-        leaves out those settled_sums() counts (judged, and wholly inside the window)."""
+        `since` that went offline before `until`; per kiosk, oldest first."""
         where, params = self._ids_filter("kiosk_id", kiosk_ids, prefix="AND")
         params.update(since=self._to_db(since), until=self._to_db(until))
-        if unsettled_only:
-            where += " AND (downtime_us IS NULL OR offline_at < $since OR ended_at > $until)"
         found: dict[int, list[Outage]] = {}
         for sql in (
             "WHERE ended_at >= $since AND offline_at < $until",
@@ -371,18 +370,37 @@ class HistoryQueries:
 
     @storage_errors
     @session
-    def settled_sums(self, since: datetime, until: datetime) -> dict[int, SettledSums]:
-        """Per kiosk, the judged outages wholly inside [since, until) (from offline_at to
-        ended_at), summed by the database: a 30-day fleet document reads one row per kiosk
-        instead of every outage, and judges only those outages_between(unsettled_only=True)
-        returns."""
+    def fleet_window(self, since: datetime, until: datetime) -> FleetWindow:
+        """Every kiosk's outages over [since, until) for a fleet document, in one statement
+        (so one snapshot: a judgement committed meanwhile cannot count an outage twice):
+        the judged ones wholly inside the window (from offline_at to ended_at) summed by
+        the database, one row per kiosk, and the others as outages_between() gives them,
+        to be judged: those cut by the window's edges, ongoing, or not judged yet."""
+        # The first column tells outage rows (0) from sums (1); placeholders are integers,
+        # as a NULL's type would not match across the UNION on PostgreSQL.
         rows = self._bulk_rows(
-            "SELECT kiosk_id, COUNT(*), SUM(downtime_us), MAX(downtime_us) FROM outages "
-            "WHERE ended_at >= $since AND ended_at <= $until AND offline_at >= $since "
-            "AND offline_at < $until AND downtime_us >= 0 GROUP BY kiosk_id",
+            "SELECT 0, kiosk_id, started_at, offline_at, ended_at, 0, 0, 0 FROM outages "
+            "WHERE ended_at >= $since AND offline_at < $until "
+            "AND (downtime_us IS NULL OR offline_at < $since OR ended_at > $until) "
+            "UNION ALL "
+            "SELECT 0, kiosk_id, started_at, offline_at, ended_at, 0, 0, 0 FROM outages "
+            "WHERE ended_at IS NULL AND offline_at < $until "
+            "UNION ALL "
+            "SELECT 1, kiosk_id, NULL, NULL, NULL, COUNT(*), SUM(downtime_us), "
+            "MAX(downtime_us) FROM outages WHERE ended_at >= $since AND ended_at <= $until "
+            "AND offline_at >= $since AND offline_at < $until AND downtime_us >= 0 "
+            "GROUP BY kiosk_id",
             {"since": self._to_db(since), "until": self._to_db(until)},
         )
-        return {k: SettledSums(int(n), int(total), int(longest)) for k, n, total, longest in rows}
+        settled = {
+            row[1]: SettledSums(int(row[5]), int(row[6]), int(row[7])) for row in rows if row[0]
+        }
+        outages: dict[int, list[Outage]] = {}
+        for kiosk_id, outage in self._outage_rows([row[1:5] for row in rows if not row[0]]):
+            outages.setdefault(kiosk_id, []).append(outage)
+        for found in outages.values():
+            found.sort()  # by started_at: a kiosk's outages never overlap
+        return FleetWindow(outages, settled)
 
     @storage_errors
     @session
