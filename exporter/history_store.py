@@ -352,18 +352,18 @@ class HistoryQueries:
         where, params = self._ids_filter("kiosk_id", kiosk_ids, prefix="AND")
         params.update(since=self._to_db(since), until=self._to_db(until))
         found: dict[int, list[Outage]] = {}
-        for sql in (
-            "WHERE ended_at >= $since AND offline_at < $until",
-            "WHERE ended_at IS NULL AND offline_at < $until",
-        ):
-            # No ORDER BY: SQLite would then walk the whole (kiosk_id, offline_at) index, a
-            # year of history, instead of the ended_at range of the window.
-            rows = self._bulk_rows(
-                f"SELECT kiosk_id, started_at, offline_at, ended_at FROM outages {sql} {where}",
-                params,
-            )
-            for kiosk_id, outage in self._outage_rows(rows):
-                found.setdefault(kiosk_id, []).append(outage)
+        # One statement (one snapshot: an outage closed meanwhile is in one part or the
+        # other), in two parts so each uses its index. No ORDER BY: SQLite would then walk
+        # the whole (kiosk_id, offline_at) index, a year of history, instead of the
+        # ended_at range of the window.
+        columns = "SELECT kiosk_id, started_at, offline_at, ended_at FROM outages"
+        rows = self._bulk_rows(
+            f"{columns} WHERE ended_at >= $since AND offline_at < $until {where} UNION ALL "
+            f"{columns} WHERE ended_at IS NULL AND offline_at < $until {where}",
+            params,
+        )
+        for kiosk_id, outage in self._outage_rows(rows):
+            found.setdefault(kiosk_id, []).append(outage)
         for outages in found.values():
             outages.sort()  # by started_at: a kiosk's outages never overlap
         return found
