@@ -455,7 +455,7 @@ class FleetCollector(Collector):
     def snapshot(self, now: datetime | None = None) -> Snapshot:
         """Read every kiosk (the session ends here) and judge each at `now`."""
         now = self._clock() if now is None else now
-        kiosks = self._store.list_kiosks()
+        kiosks = self._store.fleet_kiosks()
         offline_before = now - timedelta(seconds=self._threshold)
         facts = self._store.expectation_facts(now, offline_before=offline_before)
         rule = FleetExpectation(facts, now)

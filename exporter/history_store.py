@@ -19,6 +19,12 @@ from .records import HeartbeatWrite
 from .storebase import session, storage_errors
 
 _NAMED = re.compile(r"\$(\w+)")
+
+
+def _replacing(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
+
+
 # The heartbeats a store remembers per kiosk, to skip the gap check on the hot path.
 KNOWN_HEARTBEATS_MAX = 1_000_000
 
@@ -492,8 +498,17 @@ class HistoryQueries:
         if not self._sqlite:
             return self._rows(sql, params)
         connection = sqlite3.connect(self._filename, timeout=self._timeout_seconds)
+        sql = _NAMED.sub(r":\1", sql)
         try:
-            return connection.execute(_NAMED.sub(r":\1", sql), params).fetchall()
+            try:
+                return connection.execute(sql, params).fetchall()
+            except sqlite3.OperationalError as exc:
+                if "decode" not in str(exc):
+                    raise
+                # Text that is not UTF-8 (written by another tool): read as Pony reads it,
+                # with a replacement character, rather than fail.
+                connection.text_factory = _replacing
+                return connection.execute(sql, params).fetchall()
         finally:
             connection.close()
 

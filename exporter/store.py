@@ -166,15 +166,41 @@ class Store(ManagementStore, ExpectationStore, HistoryQueries):
         return self._db.select(sql, params or {})  # type: ignore[no-any-return]
 
     def _kiosks(self, where: str = "", params: dict[str, Any] | None = None) -> list[KioskRecord]:
-        from_db, vitals = self._from_db, self._vitals
+        return self._records(
+            self._rows(f"SELECT {_KIOSK_COLUMNS} FROM kiosks {where} ORDER BY id", params)
+        )
+
+    @_storage_errors
+    @_session
+    def fleet_kiosks(self) -> list[KioskRecord]:
+        """list_kiosks() for a scrape: on SQLite through a plain read-only connection of its
+        own (as the history's large reads), which decodes text in C rather than in a Python
+        function per value (Pony's), a third of the read at 100,000 kiosks. It sees only
+        committed rows, so it is not for a session that wrote (list_kiosks() is)."""
+        return self._records(
+            self._bulk_rows(f"SELECT {_KIOSK_COLUMNS} FROM kiosks ORDER BY id", {})
+        )
+
+    def _records(self, rows: Iterable[Sequence[Any]]) -> list[KioskRecord]:
+        """Kiosk rows as records; on SQLite the times are parsed inline (a scrape reads
+        every kiosk: a call per value was a quarter of the read)."""
+        vitals, new = self._vitals, tuple.__new__
         records = []
-        for row in self._rows(f"SELECT {_KIOSK_COLUMNS} FROM kiosks {where} ORDER BY id", params):
+        if self._sqlite:
+            parse, z = datetime.fromisoformat, "+00:00"
+            for row in rows:
+                i, n, loc, act, cr, hb, ver, dev, pre, sch = row[:10]
+                snapshot = None if row[10] is None else vitals(row)
+                heard = None if hb is None else parse(hb + z)
+                fields = (i, n, loc, bool(act), parse(cr + z), heard, ver, dev, pre, snapshot, sch)
+                records.append(new(KioskRecord, fields))
+            return records
+        from_db = self._from_db
+        for row in rows:
             i, n, loc, act, cr, hb, ver, dev, pre, sch = row[:10]
             snapshot = None if row[10] is None else vitals(row)
-            created, heard = from_db(cr), from_db(hb)
-            records.append(
-                KioskRecord(i, n, loc, bool(act), created, heard, ver, dev, pre, snapshot, sch)  # type: ignore[arg-type]
-            )
+            fields = (i, n, loc, bool(act), from_db(cr), from_db(hb), ver, dev, pre, snapshot, sch)
+            records.append(new(KioskRecord, fields))
         return records
 
     def _vitals(self, row: Sequence[Any]) -> Vitals:

@@ -271,3 +271,38 @@ def test_an_optional_bearer_token_protects_metrics(make_client):
         client.simulate_get("/metrics", headers={"Authorization": "Bearer s3cret"}).status_code
         == 200
     )
+
+
+def test_the_scrapes_fleet_read_gives_the_same_kiosks_as_list_kiosks(fleet, store, clock):
+    """A scrape reads the fleet by a connection of its own on SQLite: same records, vitals
+    and times included."""
+    from exporter.devices import Role, SimulatedDevice
+    from exporter.vitals import snapshot
+
+    _, ids = fleet
+    readings = snapshot(SimulatedDevice(Role.HEALTHY).readings(0), clock())
+    store.record_heartbeat(ids["Kiosk-Entrance"], received_at=clock(), vitals=readings)
+    listed = store.list_kiosks()
+    assert any(k.vitals is not None for k in listed)
+    assert store.fleet_kiosks() == listed
+
+
+def test_a_name_that_is_not_utf8_is_scraped_with_a_replacement_character(
+    make_client, store, clock, database_url
+):
+    """Written by another tool straight into the SQLite file: the scrape still answers."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("only SQLite stores text that is not valid in its encoding")
+    import sqlite3
+
+    kiosk, _ = store.add_kiosk("Kiosk-Lobby", "Building A", now=clock())
+    connection = sqlite3.connect(database_url.removeprefix("sqlite:///"))
+    with connection:
+        connection.execute(
+            "UPDATE kiosks SET kiosk_name = CAST(X'4b696f736bff' AS TEXT) WHERE id = ?",
+            (kiosk.id,),
+        )
+    connection.close()
+    reply = make_client().simulate_get("/metrics")
+    assert reply.status_code == 200
+    assert 'kiosk_name="Kiosk\ufffd"' in reply.text
