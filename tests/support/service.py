@@ -70,7 +70,8 @@ class RunningService:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, port: int = 0, timeout: float = 20.0) -> RunningService:
-        STARTED.append(self)
+        if self not in STARTED:  # started again (a restart): one log, already kept
+            STARTED.append(self)
         self.process = subprocess.Popen(
             [
                 *COMMAND,
