@@ -170,12 +170,18 @@ class HistoryQueries:
     def _end_outage(
         self, kiosk_id: int, last: datetime, ended_at: datetime, threshold_seconds: float
     ) -> None:
-        closed = self._db.execute(
-            "UPDATE outages SET ended_at = $ended WHERE kiosk_id = $kiosk_id AND ended_at IS NULL",
-            {"ended": self._to_db(ended_at), "kiosk_id": kiosk_id},
-        ).rowcount
-        if not closed:
-            self._insert_outage(kiosk_id, last, threshold_seconds, ended_at)
+        close = (
+            "UPDATE outages SET ended_at = $ended WHERE kiosk_id = $kiosk_id AND ended_at IS NULL"
+        )
+        params = {"ended": self._to_db(ended_at), "kiosk_id": kiosk_id}
+        if self._db.execute(close, params).rowcount:
+            return
+        if not self._insert_outage(kiosk_id, last, threshold_seconds, ended_at):
+            # A tick opened it meanwhile: its insert was not committed when we looked, and
+            # ours waited on the row's key until it was. Close that row; left open, it would
+            # go on until the kiosk's next outage (PostgreSQL and MariaDB; SQLite serialises
+            # the two transactions).
+            self._db.execute(close, params)
 
     def _insert_outage(
         self,
