@@ -92,7 +92,7 @@ def main() -> None:
         for _ in range(args.renders):
             for mode in modes:
                 started = time.perf_counter()
-                page = pages[mode].page(PageRequest(False, utc_now(), b"", gzip=False))
+                page = pages[mode].page(PageRequest(False, utc_now(), b"", gzip=False)).data
                 times[mode].append(time.perf_counter() - started)
                 sizes[mode] = (series(page), len(page))
         store.close()

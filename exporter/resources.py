@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import io
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +14,7 @@ from .clock import Clock
 from .errors import UnknownToken
 from .exposition import (
     FleetPage,
+    Page,
     PageRequest,
     SingleFlight,
     accepts_gzip,
@@ -224,12 +224,12 @@ class MetricsResource:
         if gzip:
             resp.set_header("Content-Encoding", "gzip")
         page = self._flights.run((fmt, gzip), lambda: self._page(fmt.openmetrics, gzip))
-        # A stream, not resp.data: waitress sends it from memory in blocks, where a body
-        # over 1 MB given as bytes is first copied to a temporary file (~110 MB at 100,000
-        # kiosks; the serving process's CPU per scrape: 0.55 -> 0.41 s).
+        # A stream, not resp.data: waitress sends a seekable stream (wsgi.file_wrapper) in
+        # blocks from where it lies, where a body over 1 MB given as bytes is first copied
+        # to a temporary file (~110 MB at 100,000 kiosks).
         resp.content_length = len(page)
-        resp.stream = io.BytesIO(page)
+        resp.stream = page.open()
 
-    def _page(self, openmetrics: bool, gzip: bool) -> bytes:
+    def _page(self, openmetrics: bool, gzip: bool) -> Page:
         service = service_text(self._registry, openmetrics)
         return self._fleet.page(PageRequest(openmetrics, self._clock(), service, gzip))

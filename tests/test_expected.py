@@ -7,6 +7,8 @@ from datetime import datetime, timezone
 import pytest
 
 from exporter.expected import (
+    ExpectationFacts,
+    FleetExpectation,
     WeeklyHours,
     expectation,
     expected_intervals,
@@ -20,7 +22,13 @@ from exporter.expected import (
     schedule_intervals,
     unknown_intervals,
 )
-from exporter.records import KioskEvent, LivenessInterval, MaintenanceWindow, ScheduleVersion
+from exporter.records import (
+    KioskEvent,
+    KioskRecord,
+    LivenessInterval,
+    MaintenanceWindow,
+    ScheduleVersion,
+)
 from exporter.status import KioskStatus
 
 OFFICE = "Mon-Fri 07:00-20:00, Sat 08:00-12:00"
@@ -349,3 +357,53 @@ def test_expected_intervals_without_events_use_the_current_facts():
     assert expected_intervals(is_active=True, schedule_id=None, **{**common, "events": before}) == [
         (since, until)
     ]
+
+
+def kiosk(kiosk_id, *, active=True, schedule=None, heartbeat="2026-11-30 08:00"):
+    return KioskRecord(
+        kiosk_id,
+        f"k{kiosk_id}",
+        "Hall",
+        active,
+        SINCE_EVER,
+        utc(heartbeat),
+        "1",
+        "d",
+        "k",
+        schedule_id=schedule,
+    )
+
+
+def test_a_fleet_is_judged_kiosk_by_kiosk_even_where_kiosks_share_a_verdict():
+    """The scrape shares one expectation between kiosks with nothing of their own on record;
+    a kiosk in maintenance, reactivated or moved to a schedule today must still get its own,
+    wherever it sits among the others."""
+    facts = ExpectationFacts(
+        schedule_names={1: "office"},
+        versions={1: [version(OFFICE)]},
+        open_windows={
+            3: [MaintenanceWindow(1, 3, utc("2026-11-30 08:30"), utc("2026-11-30 10:00"), None)]
+        },
+        last_maintenance_end={4: utc("2026-11-30 08:50")},
+        last_change={5: utc("2026-11-30 08:45"), 6: utc("2026-11-30 07:30")},
+        liveness=[LivenessInterval(1, "a", utc("2026-11-29 00:00"), utc("2026-11-30 09:00"))],
+    )
+    fleet = [
+        kiosk(1),
+        kiosk(2, schedule=1),
+        kiosk(3, schedule=1),
+        kiosk(4, schedule=1),
+        kiosk(5),
+        kiosk(6, schedule=1),
+        kiosk(7, active=False),
+        kiosk(8, schedule=1),
+        kiosk(9),
+    ]
+    shared = FleetExpectation(facts, NOW)
+    judged = {k.id: shared.judge(k, KioskStatus.OFFLINE) for k in fleet}
+    for k in fleet:  # each against a rule that has judged no other kiosk
+        alone = FleetExpectation(facts, NOW).judge(k, KioskStatus.OFFLINE)
+        assert judged[k.id] == alone, k.id
+    seconds = {k: j.offline_while_expected_seconds for k, j in judged.items()}
+    assert seconds == {1: 3600, 2: 3600, 3: 0, 4: 600, 5: 900, 6: 3600, 7: 0, 8: 3600, 9: 3600}
+    assert judged[3].expectation.in_maintenance

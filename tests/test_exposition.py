@@ -6,6 +6,7 @@ import gzip
 import os
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,7 +16,9 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 from exporter.collector import FAMILIES, FleetCollector, FleetFamily, KioskFamily
 from exporter.config import Settings
 from exporter.exposition import FleetText, accepts_gzip
+from exporter.store import open_store
 from tests.support.http import request
+from tests.support.service import RunningService
 
 # Rendering does not depend on the database: SQLite is enough.
 sqlite_only = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
@@ -209,3 +212,52 @@ def _zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] == "Z"
     except OSError:
         return True
+
+
+def page_files(pid: int) -> list[str]:
+    """The memory files of rendered pages that a process still holds or maps."""
+    held = []
+    for link in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            held.append(os.readlink(link))
+        except OSError:  # closed meanwhile
+            continue
+    mapped = Path(f"/proc/{pid}/maps").read_text().splitlines()
+    return [name for name in held + mapped if "kiosk-exporter-metrics" in name]
+
+
+def test_concurrent_scrapes_of_a_large_fleet_each_get_a_whole_page_and_nothing_stays_mapped(
+    tmp_path,
+):
+    """The renderer hands the page over as a shared memory file: scrapes that share one
+    render each read it from the start, in blocks (a 3,000-kiosk page is ~3 MB, far more
+    than one socket buffer), and once answered no process keeps the page's memory."""
+    service = RunningService(tmp_path, {"min_heartbeat_interval_seconds": 0})
+    store = open_store(service.database, upgrade=True)
+    store.import_kiosks([(f"Kiosk-{n:04d}", f"Building {n % 7}") for n in range(3000)])
+    store.close()
+    variants = [
+        {},
+        {"Accept-Encoding": "gzip"},
+        {"Accept": "application/openmetrics-text"},
+        {"Accept": "application/openmetrics-text", "Accept-Encoding": "gzip"},
+    ] * 3
+    with service, ThreadPoolExecutor(len(variants)) as pool:
+        replies = list(
+            pool.map(lambda h: request("GET", service.url + "/metrics", headers=h), variants)
+        )
+        for reply, headers in zip(replies, variants, strict=True):
+            assert reply.status == 200
+            body = reply.body
+            assert int(reply.headers["content-length"]) == len(body)
+            if "Accept-Encoding" in headers:
+                body = gzip.decompress(body)
+            text = body.decode()
+            if "Accept" in headers:
+                assert text.endswith("# EOF\n") and text.count("# EOF") == 1
+            active = [line for line in text.splitlines() if line.startswith("kiosk_active{")]
+            assert len(active) == 3000, headers
+        pids = [service.process.pid, *renderer_children(service.process.pid)]
+        assert wait_for(lambda: not any(page_files(pid) for pid in pids)), [
+            page_files(pid) for pid in pids
+        ]
