@@ -9,9 +9,11 @@ Both renderers read the same table: the fast one in exposition.py that serves /m
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import Any, NamedTuple
 
 from prometheus_client.core import (
@@ -84,6 +86,11 @@ class KioskFamily:
     kind: str = "gauge"  # "gauge", "counter" (name ending _total) or "info"
     details: Callable[[Judged], Pairs] | None = None  # labels after the identity ones
     wanted: Callable[[Settings], bool] = lambda settings: True
+    # What the value is read from, when a kiosk without it (None) has no sample: the
+    # renderer reads it once per scrape for all the families that share it, and skips those
+    # families when no kiosk has it (a fleet without vitals: 12 families, ~0.1 s a scrape
+    # at 100,000 kiosks).
+    source: Callable[[Judged], object] | None = None
 
 
 @dataclass(frozen=True)
@@ -260,9 +267,21 @@ _VITAL_GAUGES = (
 )
 
 
+_VITALS = attrgetter("vitals")
+
+
+@functools.lru_cache(maxsize=4096)
+def _info_labels(app_version: str | None, device_info: str | None) -> Pairs:
+    """One tuple per version and device, shared by the kiosks that have them: a fleet has a
+    handful, and the renderer compares identical tuples without walking them."""
+    return (("app_version", app_version or ""), ("device_info", device_info or ""))
+
+
 def _vital_families() -> tuple[KioskFamily, ...]:
     gauges = tuple(
-        KioskFamily(name, documentation, _vital(field, divisor), wanted=_vitals_wanted)
+        KioskFamily(
+            name, documentation, _vital(field, divisor), wanted=_vitals_wanted, source=_VITALS
+        )
         for name, documentation, field, divisor in _VITAL_GAUGES
     )
     network = KioskFamily(
@@ -273,6 +292,7 @@ def _vital_families() -> tuple[KioskFamily, ...]:
         # Asked of every kiosk by the fast renderer, sample or not: never None.
         details=lambda j: (("network", (j.vitals and j.vitals.network) or ""),),
         wanted=_vitals_wanted,
+        source=_VITALS,
     )
     return (*gauges, network)
 
@@ -303,10 +323,7 @@ FAMILIES: tuple[KioskFamily | FleetFamily, ...] = (
         "Kiosk app version and device description; always 1.",
         lambda j: 1.0,
         kind="info",
-        details=lambda j: (
-            ("app_version", j.kiosk.app_version or ""),
-            ("device_info", j.kiosk.device_info or ""),
-        ),
+        details=lambda j: _info_labels(j.kiosk.app_version, j.kiosk.device_info),
     ),
     FleetFamily(names.FLEET, "Number of kiosks per status.", _fleet_counts),
     KioskFamily(
@@ -387,6 +404,7 @@ def judge_fleet(
     totals = totals or {}
     verdicts: dict[str | None, bool | None] = {}
     judged = []
+    new = tuple.__new__  # NamedTuple's own __new__ is a Python call: ~30 ms per 100,000
     for kiosk in kiosks:
         seconds = heartbeat_age(kiosk.last_heartbeat_at, now)
         outdated = None
@@ -398,15 +416,18 @@ def judge_fleet(
         status = classify(kiosk.is_active, seconds, threshold)
         fresh = kiosk.vitals if is_fresh(kiosk.vitals, now, threshold) else None
         judged.append(
-            Judged(
-                kiosk,
-                status,
-                seconds,
-                outdated,
-                expected.judge(kiosk, status),
-                fresh,
-                totals.get(kiosk.id),
-                None if recent is None else recent.get(kiosk.id, 0),
+            new(
+                Judged,
+                (
+                    kiosk,
+                    status,
+                    seconds,
+                    outdated,
+                    expected.judge(kiosk, status),
+                    fresh,
+                    totals.get(kiosk.id),
+                    None if recent is None else recent.get(kiosk.id, 0),
+                ),
             )
         )
     return judged

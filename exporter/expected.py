@@ -405,10 +405,10 @@ class FleetExpectation:
             judged = self.kiosk(kiosk.id, kiosk.is_active, kiosk.schedule_id)
         else:
             judged = self._shared_expectation(kiosk.id, kiosk.is_active, kiosk.schedule_id)
-        return KioskExpectation(
-            judged,
-            self.schedule_name(kiosk.schedule_id),
-            self.offline_seconds(status, kiosk.last_heartbeat_at, judged),
+        seconds = self.offline_seconds(status, kiosk.last_heartbeat_at, judged)
+        # tuple.__new__: NamedTuple's own __new__ is a Python call, once per kiosk a scrape.
+        return tuple.__new__(
+            KioskExpectation, (judged, self.schedule_name(kiosk.schedule_id), seconds)
         )
 
     def _shared_expectation(

@@ -101,15 +101,18 @@ class FleetText:
         identities, moved = self._identity_texts(kiosks)
         parts: list[bytes] = []
         bodies: dict[str, _Body] = {}
+        sourced: dict[Callable[[Judged], object], bool] = {}  # source -> any kiosk has it
         for family in self._families:
             parts.append(_header(family, openmetrics))
             if isinstance(family, FleetFamily):
                 parts.append(_fleet_body(family, snapshot))
                 continue
             previous = None if moved is None else self._previous.get(family.name)
-            body = bodies[family.name] = _kiosk_body(
-                family, kiosks, identities, previous, moved or ()
-            )
+            if family.source is not None and not _any_has(sourced, family.source, kiosks):
+                body = _empty_body(len(kiosks))
+            else:
+                body = _kiosk_body(family, kiosks, identities, previous, moved or ())
+            bodies[family.name] = body
             parts.append(body.text)
         self._previous = bodies  # families no longer rendered leave the cache here
         return parts
@@ -167,6 +170,23 @@ def _fleet_body(family: FleetFamily, snapshot: Snapshot) -> bytes:
         f"{name}{{{label_text(pairs)}}} {value!r}\n" if pairs else f"{name} {value!r}\n"
         for pairs, value in family.samples(snapshot)
     ).encode()
+
+
+def _any_has(
+    sourced: dict[Callable[[Judged], object], bool],
+    source: Callable[[Judged], object],
+    kiosks: list[Judged],
+) -> bool:
+    found = sourced.get(source)
+    if found is None:
+        read = list(map(source, kiosks))
+        found = sourced[source] = read.count(None) != len(read)
+    return found
+
+
+def _empty_body(kiosks: int) -> _Body:
+    """A family no kiosk has a sample of; the next scrape compares its values as usual."""
+    return _Body([None] * kiosks, None, [None] * kiosks, b"")
 
 
 def _kiosk_body(
