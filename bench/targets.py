@@ -1,6 +1,9 @@
 """Issue #17's four targets, side by side in one run (interleaved rounds: the machine is shared).
 
     .venv/bin/python bench/targets.py [--kiosks 100000] [--scrapes 50] [--skip workers] [--root DIR]
+                                      [--vitals]
+
+`--vitals`: every kiosk's heartbeat carries every device vital (12 more per-kiosk series).
 
 1. heartbeat p99 at a steady Poisson rate: without scrapes vs while /metrics is scraped
    back to back (gzip, as Prometheus asks) -> at most 2x, or under 50 ms;
@@ -232,13 +235,15 @@ def main() -> None:
     parser.add_argument(
         "--root", type=Path, default=ROOT, help="serve another checkout (a before/after run)"
     )
+    parser.add_argument("--vitals", action="store_true", help="heartbeats carry every device vital")
     parser.add_argument(
         "--skip", nargs="*", default=[], choices=["latency", "render", "memory", "workers"]
     )
     args = parser.parse_args()
-    print(f"issue #17 targets, {args.kiosks:,} kiosks on SQLite ({time.strftime('%F %T')})")
+    vitals = ", every heartbeat with every vital" if args.vitals else ""
+    print(f"issue #17 targets, {args.kiosks:,} kiosks on SQLite{vitals} ({time.strftime('%F %T')})")
     with tempfile.TemporaryDirectory() as tmp, fleet_database("sqlite", Path(tmp)) as database:
-        keys = provision(database, Path(tmp), args.kiosks, heartbeats=True)
+        keys = provision(database, Path(tmp), args.kiosks, heartbeats=True, vitals=args.vitals)
         server = start_exporter(database, Path(tmp), 16, root=args.root)
         try:
             scrape(server.url)  # the renderer's first page fills its caches
