@@ -404,17 +404,20 @@ def judge_fleet(
     totals = totals or {}
     verdicts: dict[str | None, bool | None] = {}
     judged = []
-    new = tuple.__new__  # NamedTuple's own __new__ is a Python call: ~30 ms per 100,000
+    # Names bound once (a global lookup per kiosk and call adds up over 100,000 kiosks);
+    # tuple.__new__ because NamedTuple's own __new__ is a Python call (~30 ms per 100,000).
+    new, age_of, status_of, expectation_of = tuple.__new__, heartbeat_age, classify, expected.judge
     for kiosk in kiosks:
-        seconds = heartbeat_age(kiosk.last_heartbeat_at, now)
+        seconds = age_of(kiosk.last_heartbeat_at, now)
         outdated = None
         if latest is not None:
             version = kiosk.app_version
             if version not in verdicts:
                 verdicts[version] = is_outdated(version, latest)
             outdated = verdicts[version]
-        status = classify(kiosk.is_active, seconds, threshold)
-        fresh = kiosk.vitals if is_fresh(kiosk.vitals, now, threshold) else None
+        status = status_of(kiosk.is_active, seconds, threshold)
+        vitals = kiosk.vitals
+        fresh = vitals if vitals is not None and is_fresh(vitals, now, threshold) else None
         judged.append(
             new(
                 Judged,
@@ -423,7 +426,7 @@ def judge_fleet(
                     status,
                     seconds,
                     outdated,
-                    expected.judge(kiosk, status),
+                    expectation_of(kiosk, status),
                     fresh,
                     totals.get(kiosk.id),
                     None if recent is None else recent.get(kiosk.id, 0),

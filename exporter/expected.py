@@ -379,9 +379,6 @@ class FleetExpectation:
         )
         self._shared: dict[tuple[bool, int | None], Expectation] = {}
 
-    def schedule_name(self, schedule_id: int | None) -> str | None:
-        return None if schedule_id is None else self._facts.schedule_names.get(schedule_id)
-
     def _verdict(self, schedule_id: int | None) -> ScheduleVerdict:
         verdict = self._verdicts.get(schedule_id)
         if verdict is None:
@@ -400,37 +397,31 @@ class FleetExpectation:
         )
 
     def judge(self, kiosk: KioskRecord, status: KioskStatus) -> KioskExpectation:
-        """Everything the status object and /metrics say about a kiosk's expected time."""
-        if kiosk.id in self._particular:
-            judged = self.kiosk(kiosk.id, kiosk.is_active, kiosk.schedule_id)
+        """Everything the status object and /metrics say about a kiosk's expected time.
+        Runs once per kiosk a scrape: calls are kept few (each is ~0.03 s per 100,000)."""
+        kiosk_id, is_active, schedule_id = kiosk.id, kiosk.is_active, kiosk.schedule_id
+        if kiosk_id in self._particular:
+            judged = self.kiosk(kiosk_id, is_active, schedule_id)
         else:
-            judged = self._shared_expectation(kiosk.id, kiosk.is_active, kiosk.schedule_id)
-        seconds = self.offline_seconds(status, kiosk.last_heartbeat_at, judged)
-        # tuple.__new__: NamedTuple's own __new__ is a Python call, once per kiosk a scrape.
-        return tuple.__new__(
-            KioskExpectation, (judged, self.schedule_name(kiosk.schedule_id), seconds)
-        )
-
-    def _shared_expectation(
-        self, kiosk_id: int, is_active: bool, schedule_id: int | None
-    ) -> Expectation:
-        shared = self._shared.get((is_active, schedule_id))
-        if shared is None:
-            shared = self._shared[(is_active, schedule_id)] = self.kiosk(
+            judged = self._shared.get((is_active, schedule_id)) or self._share(
                 kiosk_id, is_active, schedule_id
             )
-        return shared
-
-    def offline_seconds(
-        self, status: KioskStatus, last_heartbeat_at: datetime | None, judged: Expectation
-    ) -> int | None:
-        return offline_while_expected_seconds(
+        seconds = offline_while_expected_seconds(
             status=status,
-            last_heartbeat_at=last_heartbeat_at,
+            last_heartbeat_at=kiosk.last_heartbeat_at,
             expectation=judged,
             listening_since=self.listening_since,
             now=self.now,
         )
+        name = None if schedule_id is None else self._facts.schedule_names.get(schedule_id)
+        # tuple.__new__: NamedTuple's own __new__ is a Python call.
+        return tuple.__new__(KioskExpectation, (judged, name, seconds))
+
+    def _share(self, kiosk_id: int, is_active: bool, schedule_id: int | None) -> Expectation:
+        shared = self._shared[(is_active, schedule_id)] = self.kiosk(
+            kiosk_id, is_active, schedule_id
+        )
+        return shared
 
 
 # -- history ---------------------------------------------------------------------------------------

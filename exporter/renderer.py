@@ -5,7 +5,8 @@ serving process that held the interpreter in long stretches and heartbeats waite
 ~10 ms to ~300-900 ms while scrapes ran back to back). The renderer process reads the
 database itself (SQLite in WAL mode: readers never block the writer; on PostgreSQL/MariaDB
 one more short read-only session per scrape), judges every kiosk with the same rule, formats
-and compresses the page; the request thread only waits on a pipe, which releases the GIL.
+and compresses the page; the request thread only waits on a pipe, which releases the GIL, and
+gets the page back as a shared memory file that waitress sends from.
 
 The renderer is single-threaded and trims the heap after each page, so its memory does not
 grow from scrape to scrape (glibc keeps freed memory otherwise). If it dies, the next scrape
@@ -167,7 +168,7 @@ class MappedPage:
     waitress sends from the mapping.
 
     Relaying the page through the pipe cost each scrape a join of the pieces, a copy into
-    the pipe, a copy out of it and a copy per block sent: ~0.4 s of CPU for the 113 MB of
+    the pipe, a copy out of it and a copy per block sent: ~0.3 s of CPU for the 113 MB of
     100,000 kiosks (docs/performance.md). The renderer now writes the pieces once into a
     memory file (Linux's memfd; a temporary file elsewhere) and passes its descriptor over
     the socket (SCM_RIGHTS). The file is gone when the last reader drops its mapping.

@@ -188,11 +188,15 @@ class Store(ManagementStore, ExpectationStore, HistoryQueries):
         records = []
         if self._sqlite:
             parse, z = datetime.fromisoformat, "+00:00"
+            created: dict[str, datetime] = {}  # kiosks imported together share the instant
             for row in rows:
                 i, n, loc, act, cr, hb, ver, dev, pre, sch = row[:10]
                 snapshot = None if row[10] is None else vitals(row)
                 heard = None if hb is None else parse(hb + z)
-                fields = (i, n, loc, bool(act), parse(cr + z), heard, ver, dev, pre, snapshot, sch)
+                since = created.get(cr)
+                if since is None:
+                    since = created[cr] = parse(cr + z)
+                fields = (i, n, loc, bool(act), since, heard, ver, dev, pre, snapshot, sch)
                 records.append(new(KioskRecord, fields))
             return records
         from_db = self._from_db

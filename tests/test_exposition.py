@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
+from exporter import vitals
 from exporter.collector import FAMILIES, FleetCollector, FleetFamily, KioskFamily
 from exporter.config import Settings
 from exporter.exposition import FleetText, accepts_gzip
@@ -154,9 +155,23 @@ def test_what_the_renderer_keeps_never_outlives_what_it_formats(store, clock):
     assert by_kiosk["kiosk_active", str(ids[9])][1] == 0.0
     store.remove_kiosk(ids[0])
     assert 'kiosk_name="Kiosk-00"' not in scrape()
+    # Vitals: none anywhere so far (those families are skipped whole), then one kiosk's
+    # (a few lines replaced), then most kiosks' (formatted anew), then stale everywhere.
+    assert "kiosk_battery_ratio{" not in scrape()
+    send_vitals(store, ids[5:6], clock(), battery_percent=40, network="wifi")
+    page = scrape()
+    assert page.count("kiosk_battery_ratio{") == 1 and 'network="wifi"' in page
+    send_vitals(store, ids[1:25], clock(), battery_percent=80)
+    assert scrape().count("kiosk_battery_ratio{") == 24
     clock.advance(600)
     parsed = kiosk_samples(scrape())
     assert {v for (n, _), v in parsed.items() if n == "kiosk_online"} == {0.0}
+    assert not [n for (n, _) in parsed if n == "kiosk_battery_ratio"]
+
+
+def send_vitals(store, kiosk_ids, at, **values) -> None:
+    for kiosk_id in kiosk_ids:
+        store.record_heartbeat(kiosk_id, received_at=at, vitals=vitals.snapshot(values, at))
 
 
 def test_every_family_is_declared_once_with_a_unique_name():

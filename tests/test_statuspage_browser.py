@@ -220,11 +220,7 @@ def test_french_texts(page, demo):
     assert text(page, "sign-out") == "Se déconnecter"
     shot(page, "list-fr-desktop")
     # French runs longer than English: still no sideways scrolling on a phone.
-    page.set_window_size(360, 780)
-    wait_for(lambda: page.execute_script("return window.innerWidth") <= 360, what="resize")
-    page.get(demo.url + "/ui/?lang=fr")
-    wait_for(lambda: len(names(page)) == 4, what="French list at 360 px")
-    assert no_horizontal_scroll(page)
+    list_on_a_phone(page, demo.url + "/ui/?lang=fr")
     shot(page, "list-fr-360")
     page.find_element("css selector", "#kiosks li:first-child a").click()
     wait_for(lambda: "/ui/kiosk/" in page.current_url, what="French detail")
@@ -284,13 +280,18 @@ def test_keyboard_alone_reaches_a_kiosk_and_switches_views(page, demo):
     wait_for(lambda: "/ui/kiosk/" in page.current_url, what="detail by keyboard")
 
 
-def test_phone_width_screenshots_without_horizontal_scrolling(page, demo):
-    sign_in(page, demo.url, demo.token)
+def list_on_a_phone(page, url: str) -> None:
+    """The demo's four kiosks listed at a phone's 360 px, with no sideways scrolling."""
     page.set_window_size(360, 780)
     wait_for(lambda: page.execute_script("return window.innerWidth") <= 360, what="resize")
-    page.get(demo.url + "/ui/")
-    wait_for(lambda: len(names(page)) == 4, what="list at 360 px")
+    page.get(url)
+    wait_for(lambda: len(names(page)) == 4, what=f"list at 360 px ({url})")
     assert no_horizontal_scroll(page)
+
+
+def test_phone_width_screenshots_without_horizontal_scrolling(page, demo):
+    sign_in(page, demo.url, demo.token)
+    list_on_a_phone(page, demo.url + "/ui/")
     shot(page, "list-360")
     page.get(demo.url + "/ui/?view=cards")
     wait_for(lambda: page.find_elements("css selector", "#kiosks a.card"), what="cards")
