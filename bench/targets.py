@@ -195,10 +195,20 @@ def target_memory(url: str, server: Server, args: argparse.Namespace) -> None:
     )
 
 
+def machine_idle() -> tuple[int, int]:
+    """(all, idle + iowait) jiffies of every core so far, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(values), values[3] + values[4]
+
+
 def target_workers(backend: str, args: argparse.Namespace) -> None:
+    """Also prints how idle the whole machine stayed during each run: wrk, the database and
+    the kernel's loopback share the cores with the service, so a second worker can only add
+    what one worker leaves idle (at the same CPU per heartbeat)."""
     with tempfile.TemporaryDirectory() as tmp, fleet_database(backend, Path(tmp)) as database:
         keys = provision(database, Path(tmp), args.worker_kiosks, heartbeats=True)
         rates: dict[int, list[float]] = {1: [], 2: []}
+        idle: dict[int, list[float]] = {1: [], 2: []}
         for round_ in range(args.rounds):
             for workers in (1, 2):
                 server = start_exporter(
@@ -206,12 +216,15 @@ def target_workers(backend: str, args: argparse.Namespace) -> None:
                 )
                 try:
                     wrk(server.url, keys, seconds=3, connections=64)  # warm every worker
+                    total, spare = machine_idle()
                     result = wrk(
                         server.url, keys, seconds=args.seconds, connections=64, start=round_ * 997
                     )
+                    total_after, spare_after = machine_idle()
                 finally:
                     server.stop()
                 rates[workers].append(result["rps"])
+                idle[workers].append((spare_after - spare) / (total_after - total))
     one, two = statistics.median(rates[1]), statistics.median(rates[2])
     wanted = " [met: >= 1.3x]" if two >= 1.3 * one else " [NOT met: >= 1.3x]"
     print(
@@ -219,7 +232,17 @@ def target_workers(backend: str, args: argparse.Namespace) -> None:
         f"{args.rounds}: 1 worker {one:,.0f}/s, 2 workers {two:,.0f}/s -> {two / one:.2f}x"
         + (wanted if backend == "postgresql" else "")
     )
-    print(f"     1 worker {rates[1]}, 2 workers {rates[2]}")
+    print(f"     1 worker {[round(r) for r in rates[1]]}, 2 workers {[round(r) for r in rates[2]]}")
+    spare = statistics.median(idle[1])
+    print(
+        f"     machine idle ({os.cpu_count()} cores): 1 worker {_percent(idle[1])}, 2 workers "
+        f"{_percent(idle[2])}; at one worker's CPU per heartbeat, at most "
+        f"{1 / (1 - spare):.2f}x on this machine"
+    )
+
+
+def _percent(shares: list[float]) -> str:
+    return "/".join(f"{100 * share:.0f}%" for share in shares)
 
 
 def main() -> None:
