@@ -9,7 +9,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .access import Scope
@@ -41,6 +41,9 @@ from .scheduling import (
     cmd_schedule_update,
 )
 from .status import KioskStatus
+
+if TYPE_CHECKING:
+    from .server import WorkerShare
 
 log = logging.getLogger("exporter")
 MMAP_THRESHOLD_BYTES = 1024 * 1024
@@ -369,13 +372,14 @@ class Listen:
     metrics_dir: str | None = None  # prometheus_client's multiprocess directory
     worker: str = ""  # "worker 1/2", for the start-up line
     on_listening: Callable[[], None] | None = None  # called once the sockets are bound
+    share: WorkerShare | None = None  # this worker's turn at the shared sockets
 
 
 def _serve_workers(settings: Settings) -> int:
     """`--workers N`: bind once, fork N serving processes sharing the sockets."""
     from .logs import LOG_FORMAT
     from .schema import require_current
-    from .server import bind_sockets
+    from .server import AcceptShares, bind_sockets
     from .workers import run_workers
 
     if any(name.startswith("prometheus_client") for name in sys.modules):
@@ -390,6 +394,7 @@ def _serve_workers(settings: Settings) -> int:
     except OSError as exc:
         where = f"{settings.host}:{settings.port}"
         raise RuntimeError(f"cannot listen on {where}: {exc.strerror or exc}") from None
+    shares = AcceptShares(settings.workers)
     with tempfile.TemporaryDirectory(prefix="kiosk-exporter-metrics-") as directory:
         # prometheus_client's documented switch: each worker writes its counters to files
         # there, and any worker's /metrics sums them.
@@ -399,7 +404,13 @@ def _serve_workers(settings: Settings) -> int:
                 settings.workers,
                 list(sockets),
                 lambda slot: _serve_process(
-                    settings, Listen(sockets, directory, f"worker {slot + 1}/{settings.workers}")
+                    settings,
+                    Listen(
+                        sockets,
+                        directory,
+                        f"worker {slot + 1}/{settings.workers}",
+                        share=shares.slot(slot),
+                    ),
                 ),
             )
         finally:
@@ -437,7 +448,9 @@ def _serve(settings: Settings, access_log: Callable[[str], None], listen: Listen
         fleet_page.close()
         raise
     try:
-        server = create_http_server(application.wsgi, settings, sockets=listen.sockets)
+        server = create_http_server(
+            application.wsgi, settings, sockets=listen.sockets, share=listen.share
+        )
     except OSError as exc:  # the port is taken, the address is not this host's, ...
         application.close()
         where_text = f"{settings.host}:{settings.port}"

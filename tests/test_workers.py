@@ -6,11 +6,13 @@ import http.client
 import json
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
+from exporter.server import ACCEPT_BATCH, SHARE_SLACK, SHARE_STALE_SECONDS, AcceptShares
 from exporter.store import open_store
 from tests.support.http import request
 from tests.support.service import RunningService
@@ -115,3 +117,65 @@ def test_a_worker_that_dies_is_replaced(tmp_path):
             assert service.heartbeat(key).status == 200
     finally:
         assert service.stop() == 0
+
+
+def connections_held(service: RunningService) -> dict[int, int]:
+    """Established connections to the service's port held by each worker, from /proc."""
+    established = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == service.port:
+                established.add(f"socket:[{fields[9]}]")
+    held = {}
+    for pid in workers_of(service):
+        links = []
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                links.append(os.readlink(fd))
+            except OSError:  # closed meanwhile
+                continue
+        held[pid] = sum(link in established for link in links)
+    return held
+
+
+def test_connections_opened_at_start_up_are_shared_between_the_workers(tmp_path):
+    """Every tablet reconnects at once when the service (re)starts and then keeps its
+    connection: the worker up first must not take them all. Opened as soon as the port
+    answers, while the second worker may still be starting; each gets its answer."""
+    service = RunningService(
+        tmp_path, {"min_heartbeat_interval_seconds": 0}, serve_args=["--workers", "2"]
+    ).start(timeout=40)
+    try:
+        tablets = [socket.create_connection(("127.0.0.1", service.port)) for _ in range(40)]
+        for tablet in tablets:
+            tablet.sendall(b"GET /healthz HTTP/1.1\r\nHost: kiosk\r\n\r\n")
+        for tablet in tablets:
+            tablet.settimeout(30)
+            assert tablet.recv(4096).startswith(b"HTTP/1.1 200")
+        held = connections_held(service)
+        assert sum(held.values()) == 40, held
+        assert max(held.values()) - min(held.values()) <= SHARE_SLACK + 1, held
+        for tablet in tablets:
+            tablet.close()
+    finally:
+        assert service.stop() == 0
+
+
+def test_a_worker_accepts_while_it_holds_no_more_than_the_fewest_of_the_others():
+    shares = AcceptShares(3)
+    first, second, third = (shares.slot(n) for n in range(3))  # each counts as holding 0
+    now = time.monotonic()
+    assert first.allowance(0, now) == SHARE_SLACK
+    assert second.allowance(SHARE_SLACK, now) == 0  # the others hold nothing yet
+    assert third.allowance(1, now) == SHARE_SLACK - 1
+    assert first.allowance(SHARE_SLACK + 5, now) == 0
+    # The fewest of the others is now second's SHARE_SLACK.
+    assert third.allowance(1, now) == 2 * SHARE_SLACK - 1
+    # A worker not heard of for SHARE_STALE_SECONDS (dead, stopped) no longer counts.
+    later = now + SHARE_STALE_SECONDS + 1
+    assert second.allowance(40, later) == ACCEPT_BATCH
+    # Its replacement counts as holding nothing from its fork on.
+    replacement = shares.slot(0)
+    assert second.allowance(40, time.monotonic()) == 0
+    assert replacement.allowance(0, time.monotonic()) == 1 + SHARE_SLACK  # third holds 1
