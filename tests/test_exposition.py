@@ -19,6 +19,7 @@ from exporter.config import Settings
 from exporter.exposition import FleetText, accepts_gzip
 from exporter.store import open_store
 from tests.support.http import request
+from tests.support.process import open_files
 from tests.support.service import RunningService
 
 # Rendering does not depend on the database: SQLite is enough.
@@ -231,14 +232,8 @@ def _zombie(pid: int) -> bool:
 
 def page_files(pid: int) -> list[str]:
     """The memory files of rendered pages that a process still holds or maps."""
-    held = []
-    for link in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            held.append(os.readlink(link))
-        except OSError:  # closed meanwhile
-            continue
     mapped = Path(f"/proc/{pid}/maps").read_text().splitlines()
-    return [name for name in held + mapped if "kiosk-exporter-metrics" in name]
+    return [name for name in open_files(pid) + mapped if "kiosk-exporter-metrics" in name]
 
 
 def test_concurrent_scrapes_of_a_large_fleet_each_get_a_whole_page_and_nothing_stays_mapped(

@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 from exporter.server import ACCEPT_BATCH, SHARE_SLACK, SHARE_STALE_SECONDS, AcceptShares
 from exporter.store import open_store
 from tests.support.http import request
+from tests.support.process import open_files
 from tests.support.service import RunningService
 
 
@@ -129,13 +130,7 @@ def connections_held(service: RunningService) -> dict[int, int]:
                 established.add(f"socket:[{fields[9]}]")
     held = {}
     for pid in workers_of(service):
-        links = []
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            try:
-                links.append(os.readlink(fd))
-            except OSError:  # closed meanwhile
-                continue
-        held[pid] = sum(link in established for link in links)
+        held[pid] = sum(link in established for link in open_files(pid))
     return held
 
 

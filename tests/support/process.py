@@ -1,4 +1,5 @@
-"""Watch a subprocess's output line by line, with bounded waits (agent, simulator, demo tests)."""
+"""Watch a subprocess's output line by line, with bounded waits (agent, simulator, demo tests),
+and see what a process holds open."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import IO
 
 from .service import COMMAND
@@ -79,3 +81,14 @@ class Command:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
+
+
+def open_files(pid: int) -> list[str]:
+    """What each of a process's descriptors points at (`socket:[inode]`, a path, ...)."""
+    found = []
+    for descriptor in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            found.append(os.readlink(descriptor))
+        except OSError:  # closed meanwhile
+            continue
+    return found
