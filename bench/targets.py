@@ -212,7 +212,7 @@ def target_workers(backend: str, args: argparse.Namespace) -> None:
         for round_ in range(args.rounds):
             for workers in (1, 2):
                 server = start_exporter(
-                    database, Path(tmp), 16, serve_args=["--workers", str(workers)]
+                    database, Path(tmp), 16, serve_args=["--workers", str(workers)], root=args.root
                 )
                 try:
                     wrk(server.url, keys, seconds=3, connections=64)  # warm every worker

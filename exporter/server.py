@@ -94,12 +94,12 @@ class AcceptShares:
     the fork, so that the workers on one listening socket take turns at it.
 
     Left to the kernel, whichever worker wakes first takes what is queued: of 64 connections
-    opened at once, one worker held 47-49 and the other 15-17, and tablets keep their
-    connections open, so one worker stayed saturated while the other idled (on SQLite an
-    even split served 4,002 heartbeats/s against 2,579/s for 48/16). Each worker publishes
-    its count and the time at every turn of its loop; it polls the listener only while it
-    holds no more than the fewest of the others plus SHARE_SLACK, and accepts at most up to
-    that. A worker not heard of for SHARE_STALE_SECONDS (dead, being replaced) does not count.
+    opened at once, one worker held 47-49 and the other 15-17, and at a start or restart the
+    worker up first took all of them. Tablets keep their connections open, so the split
+    lasts. Each worker publishes its count and the time at every turn of its loop; it polls
+    the listener only while it holds no more than the fewest of the others plus
+    SHARE_SLACK, and accepts at most up to that. A worker not heard of for
+    SHARE_STALE_SECONDS (dead, being replaced) does not count.
     """
 
     def __init__(self, workers: int) -> None:
