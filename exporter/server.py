@@ -67,7 +67,9 @@ ACCEPT_BATCH = 64
 # at least once a second) is gone or being replaced and does not count.
 SHARE_SLACK = 2
 SHARE_STALE_SECONDS = 3.0
-SHARE_RECHECK_SECONDS = 0.02
+# A worker that left the listener out looks again this often: each look is a turn of its
+# loop over all its connections, so not much more often than events turn it anyway.
+SHARE_RECHECK_SECONDS = 0.1
 # Descriptors beside the connections: the database, log and listening sockets, SQLite's files.
 RESERVED_DESCRIPTORS = 64
 
