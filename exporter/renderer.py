@@ -185,10 +185,19 @@ class MappedPage:
 
     @staticmethod
     def send(conn: Connection, pieces: list[bytes]) -> None:
-        """The renderer's side: write the pieces, announce the size, pass the descriptor."""
-        fd = _memory_file()
+        """The renderer's side: write the pieces, announce the size, pass the descriptor. A
+        page the host has no memory for is this scrape's error, not the renderer's end."""
         try:
-            size = _write_all(fd, pieces)
+            fd = _memory_file()
+        except OSError as exc:
+            conn.send(("error", f"no memory file for the metrics page: {exc.strerror or exc}"))
+            return
+        try:
+            try:
+                size = _write_all(fd, pieces)
+            except OSError as exc:  # ENOSPC / ENOMEM: the shared memory is full
+                conn.send(("error", f"the metrics page did not fit in memory: {exc.strerror}"))
+                return
             conn.send(("ok", size))
             reduction.send_handle(conn, fd, 0)
         finally:

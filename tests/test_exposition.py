@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
 import os
 import signal
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
+from exporter import renderer as renderer_module
 from exporter import vitals
 from exporter.collector import FAMILIES, FleetCollector, FleetFamily, KioskFamily
 from exporter.config import Settings
 from exporter.exposition import FleetText, accepts_gzip
+from exporter.renderer import MappedPage
 from exporter.store import open_store
 from tests.support.http import request
 from tests.support.process import open_files
@@ -271,3 +276,36 @@ def test_concurrent_scrapes_of_a_large_fleet_each_get_a_whole_page_and_nothing_s
         assert wait_for(lambda: not any(page_files(pid) for pid in pids)), [
             page_files(pid) for pid in pids
         ]
+
+
+def test_a_page_crosses_to_the_serving_process_as_a_memory_file_each_reader_from_the_start():
+    ours, theirs = socket.socketpair()
+    renderer, server = Connection(ours.detach()), Connection(theirs.detach())
+    pieces = [b"# HELP a\n", b"a 1.0\n" * 50_000, b"b 2.0\n"]
+    MappedPage.send(renderer, pieces)
+    status, size = server.recv()
+    page = MappedPage.receive(server, size)
+    assert status == "ok" and len(page) == size == sum(map(len, pieces))
+    first, second = page.open(), page.open()
+    assert first.read(9) == b"# HELP a\n"
+    assert second.read() == b"".join(pieces)  # its own position, from the start
+    assert first.read() == b"".join(pieces)[9:]
+    renderer.close()
+    server.close()
+
+
+def test_a_page_the_host_has_no_memory_for_is_an_error_for_that_scrape(monkeypatch):
+    """Filling the machine's shared memory for real would starve everything else on it: the
+    write fails as the kernel would (ENOSPC), and the renderer answers instead of dying."""
+
+    def full(fd: int, pieces: list[bytes]) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(renderer_module, "_write_all", full)
+    ours, theirs = socket.socketpair()
+    renderer, server = Connection(ours.detach()), Connection(theirs.detach())
+    MappedPage.send(renderer, [b"a 1.0\n"])
+    status, detail = server.recv()
+    assert status == "error" and "did not fit in memory" in detail
+    renderer.close()
+    server.close()
