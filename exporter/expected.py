@@ -373,7 +373,7 @@ class FleetExpectation:
         self.listening_since = listening_since(facts.liveness, now)
         # Kiosks with a maintenance window, an activation or a schedule change of their own
         # on record; every other kiosk's expectation follows from its schedule and whether it
-        # is active, so the fleet shares one per pair (at 100,000 kiosks: 0.16 -> 0.06 s).
+        # is active, so the fleet shares one per pair (at 100,000 kiosks: 0.16 -> 0.07 s).
         self._particular = (
             facts.open_windows.keys() | facts.last_maintenance_end.keys() | facts.last_change.keys()
         )
