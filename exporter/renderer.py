@@ -195,7 +195,7 @@ class MappedPage:
         try:
             try:
                 size = _write_all(fd, pieces)
-            except OSError as exc:  # ENOSPC / ENOMEM: the shared memory is full
+            except OSError as exc:  # ENOSPC / ENOMEM (shared memory full), EFBIG (a limit)
                 conn.send(("error", f"the metrics page did not fit in memory: {exc.strerror}"))
                 return
             conn.send(("ok", size))

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import errno
 import gzip
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -16,7 +17,6 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from exporter import renderer as renderer_module
 from exporter import vitals
 from exporter.collector import FAMILIES, FleetCollector, FleetFamily, KioskFamily
 from exporter.config import Settings
@@ -294,18 +294,39 @@ def test_a_page_crosses_to_the_serving_process_as_a_memory_file_each_reader_from
     server.close()
 
 
-def test_a_page_the_host_has_no_memory_for_is_an_error_for_that_scrape(monkeypatch):
-    """Filling the machine's shared memory for real would starve everything else on it: the
-    write fails as the kernel would (ENOSPC), and the renderer answers instead of dying."""
+# A renderer whose memory file may not grow past 64 KiB (RLIMIT_FSIZE holds for memfd too;
+# SIGXFSZ ignored so that the write fails with EFBIG instead of ending the process).
+_LIMITED_RENDERER = """
+import resource, signal, socket, sys
+from multiprocessing.connection import Connection
+from exporter.renderer import MappedPage
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))
+conn = Connection(int(sys.argv[1]))
+MappedPage.send(conn, [b"a 1.0\\n" * 100_000])
+MappedPage.send(conn, [b"a 1.0\\n" * 1_000])
+"""
 
-    def full(fd: int, pieces: list[bytes]) -> int:
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(renderer_module, "_write_all", full)
+def test_a_page_the_host_has_no_memory_for_is_an_error_for_that_scrape_only():
+    """A page the memory file cannot hold (here the kernel refuses to let it grow, as it
+    would when the shared memory is full) is answered as an error, and the renderer goes
+    on to render the next page. Filling the machine's memory for real would starve
+    everything else on it; a file-size limit makes the kernel refuse the same write."""
     ours, theirs = socket.socketpair()
-    renderer, server = Connection(ours.detach()), Connection(theirs.detach())
-    MappedPage.send(renderer, [b"a 1.0\n"])
-    status, detail = server.recv()
-    assert status == "error" and "did not fit in memory" in detail
-    renderer.close()
-    server.close()
+    with theirs:
+        child = subprocess.Popen(
+            [sys.executable, "-c", _LIMITED_RENDERER, str(theirs.fileno())],
+            pass_fds=[theirs.fileno()],
+        )
+    server = Connection(ours.detach())
+    try:
+        status, detail = server.recv()
+        assert status == "error" and "did not fit in memory" in detail, detail
+        status, size = server.recv()
+        assert status == "ok"
+        assert MappedPage.receive(server, size).open().read() == b"a 1.0\n" * 1_000
+        assert child.wait(30) == 0
+    finally:
+        server.close()
+        child.kill()
