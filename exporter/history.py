@@ -32,6 +32,7 @@ from .outages import (
     ratio,
     seconds,
     summarize,
+    window_totals,
 )
 from .records import KioskRecord
 from .store import Store
@@ -264,7 +265,7 @@ class HistoryService:
                     extra = plain[key] = judged.judged.within(since, until) // MICROSECOND
                 totals[kiosk_id] = new(Totals, (down_us, seen_us + extra, count))
                 continue
-            part = summarize(
+            down, seen, started = window_totals(
                 found,
                 observed_since=parse(first),
                 since=since,
@@ -272,8 +273,9 @@ class HistoryService:
                 now=until,
                 exclusions=judged,
             )
-            totals[kiosk_id] = Totals(down_us, seen_us, count).plus(
-                part.downtime, part.observed, part.started(since, until)
+            totals[kiosk_id] = new(
+                Totals,
+                (down_us + down // MICROSECOND, seen_us + seen // MICROSECOND, count + started),
             )
         return totals
 
@@ -430,13 +432,6 @@ class Totals(NamedTuple):
     downtime_us: int
     observed_us: int
     outages: int
-
-    def plus(self, downtime: timedelta, observed: timedelta, outages: int) -> Totals:
-        return Totals(
-            self.downtime_us + downtime // MICROSECOND,
-            self.observed_us + observed // MICROSECOND,
-            self.outages + outages,
-        )
 
 
 MICROSECOND = timedelta(microseconds=1)

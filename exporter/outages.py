@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import bisect
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import NamedTuple
@@ -57,11 +57,6 @@ def subtract(base: Sequence[Interval], holes: Sequence[Interval]) -> list[Interv
         if cursor < end:
             result.append((cursor, end))
     return result
-
-
-def clip(intervals: Sequence[Interval], start: datetime, end: datetime) -> list[Interval]:
-    """The merged `intervals` restricted to [start, end)."""
-    return [(max(s, start), min(e, end)) for s, e in intervals if s < end and e > start]
 
 
 def total(intervals: Iterable[Interval]) -> timedelta:
@@ -268,26 +263,54 @@ class _Judged:
     def observed(self, start: datetime, until: datetime) -> timedelta:
         return self.exclusions.judged.within(max(start, self.lower), until)
 
-    def downtime(self, outage: Outage, now: datetime) -> list[Interval]:
-        """The outage's judged downtime over its whole life. After each return to judged
-        time (the service back from unknown time, the kiosk's expected time beginning: an
-        opening, the end of a maintenance, a reactivation), the kiosk gets the outage's own
-        threshold to ping again before it counts as down, as after any heartbeat, and as
-        the fleet rules count it: a restart or a kiosk switched on at opening time charges
-        nobody."""
+    def downtime(
+        self, outage: Outage, now: datetime, a: datetime = EARLIEST, b: datetime = LATEST
+    ) -> list[Interval]:
+        """The outage's judged downtime inside [a, b) (its whole life by default). After each
+        return to judged time (the service back from unknown time, the kiosk's expected time
+        beginning: an opening, the end of a maintenance, a reactivation), the kiosk gets the
+        outage's own threshold to ping again before it counts as down, as after any
+        heartbeat, and as the fleet rules count it: a restart or a kiosk switched on at
+        opening time charges nobody.
+
+        Only the judged time and the returns near [a, b) are walked: an outage open for weeks
+        crosses every night and restart since, and a scrape asks each one for the last
+        minutes alone."""
         low, high = outage.offline_at, outage.end(now)
-        found = self.exclusions.judged.overlapping(max(low, self.lower), high)
+        found = self.exclusions.judged.overlapping(max(low, self.lower, a), min(high, b))
         if not found:
             return found
         grace = outage.offline_at - outage.started_at
         returns = self.exclusions.returns
-        # Returns in (low - grace, high): the only ones whose grace overlaps the outage.
-        first = bisect.bisect_right(returns, low - grace)
-        last = bisect.bisect_left(returns, high, first)
+        # A return's grace [back, back + grace) reaches into the outage and into [a, b)
+        # only for a return in (max(low, a) - grace, min(high, b)).
+        first = bisect.bisect_right(returns, max(low, a) - grace)
+        last = bisect.bisect_left(returns, min(high, b), first)
         if first >= last:
             return found
         regrace = merge((max(back, low), min(back + grace, high)) for back in returns[first:last])
         return subtract(found, regrace)
+
+    def first_down(self, outage: Outage, now: datetime) -> datetime | None:
+        """The first instant of the outage's downtime over its whole life (None: it has
+        none): the first judged instant after its offline_at that no return's grace covers.
+        Judged stretches hold no return (a return ends a hole), so only the last return
+        before a stretch can cover its start; nearly always the first stretch has it."""
+        low, high = outage.offline_at, outage.end(now)
+        judged, returns = self.exclusions.judged, self.exclusions.returns
+        starts, ends = judged.starts, judged.ends
+        grace = low - outage.started_at
+        first = max(low, self.lower)
+        index = max(0, bisect.bisect_right(starts, first) - 1)
+        while index < len(starts) and starts[index] < high:
+            begin, end = max(starts[index], first), min(ends[index], high)
+            back = bisect.bisect_right(returns, begin) - 1
+            if back >= 0 and returns[back] > low - grace:
+                begin = max(begin, min(returns[back] + grace, high))
+            if begin < end:
+                return begin
+            index += 1
+        return None
 
     def judge(
         self, outage: Outage, now: datetime, start: datetime, end: datetime
@@ -303,9 +326,9 @@ class _Judged:
             # its downtime is [offline_at, end) (most outages; no lists built).
             part = min(high, end) - max(low, start)
             return JudgedOutage(outage, part if part > ZERO else ZERO, low)
-        life = self.downtime(outage, now)
-        if life:
-            return JudgedOutage(outage, total(clip(life, start, end)), life[0][0])
+        first = self.first_down(outage, now)
+        if first is not None:
+            return JudgedOutage(outage, total(self.downtime(outage, now, start, end)), first)
         if high == low and self.lower <= low and judged.index_at(low) >= 0:
             return JudgedOutage(outage, ZERO, low)
         return None
@@ -397,8 +420,25 @@ def _summarize_plain(
 ) -> WindowSummary:
     """summarize() when nothing is excluded (the common case, and most of a fleet): judged
     time is one interval from `observed_since` on, so each outage is O(1) arithmetic."""
-    found = []
-    downtime = ZERO
+    found = [
+        JudgedOutage(o, part, first)
+        for o, part, first in _plain_parts(outages, observed_since, start, since, until, now)
+    ]
+    found.sort(key=lambda j: j.outage.offline_at, reverse=True)
+    downtime = sum((j.downtime for j in found), ZERO)
+    return WindowSummary(downtime=downtime, observed=max(until - start, ZERO), outages=found)
+
+
+def _plain_parts(
+    outages: Iterable[Outage],
+    observed_since: datetime,
+    start: datetime,
+    since: datetime,
+    until: datetime,
+    now: datetime,
+) -> Iterator[tuple[Outage, timedelta, datetime]]:
+    """Each outage overlapping [since, until) with nothing excluded: its downtime inside
+    the window and the first instant of its downtime."""
     for o in outages:
         if not _overlaps(o, since, until, now):
             continue
@@ -407,11 +447,40 @@ def _summarize_plain(
         if first >= end and not (end == o.offline_at and observed_since <= end):
             continue  # all of it before observation began: no outage of ours
         part = min(end, until) - max(first, start)
-        part = part if part > ZERO else ZERO
+        yield o, part if part > ZERO else ZERO, first
+
+
+def window_totals(
+    outages: Iterable[Outage],
+    *,
+    observed_since: datetime | None,
+    since: datetime,
+    until: datetime,
+    now: datetime,
+    exclusions: Exclusions = NO_EXCLUSIONS,
+) -> tuple[timedelta, timedelta, int]:
+    """summarize()'s downtime and observed time, and how many outages began to count in
+    [since, until) (see WindowSummary.started), for the counters: a scrape asks it for
+    every kiosk in an outage (a whole fleet switched off at night, say), and the common
+    case, nothing excluded, then builds no summary."""
+    if observed_since is None:
+        return ZERO, ZERO, 0
+    start = max(since, observed_since)
+    if exclusions.unknown or exclusions.excluded:
+        summary = summarize(
+            outages,
+            observed_since=observed_since,
+            since=since,
+            until=until,
+            now=now,
+            exclusions=exclusions,
+        )
+        return summary.downtime, summary.observed, summary.started(since, until)
+    downtime, started = ZERO, 0
+    for _, part, first in _plain_parts(outages, observed_since, start, since, until, now):
         downtime += part
-        found.append(JudgedOutage(o, part, first))
-    found.sort(key=lambda j: j.outage.offline_at, reverse=True)
-    return WindowSummary(downtime=downtime, observed=max(until - start, ZERO), outages=found)
+        started += since <= first < until
+    return downtime, max(until - start, ZERO), started
 
 
 def _overlaps(outage: Outage, since: datetime, until: datetime, now: datetime) -> bool:

@@ -20,6 +20,7 @@ from exporter.outages import (
     seconds,
     subtract,
     summarize,
+    window_totals,
 )
 from tests.conftest import T0
 
@@ -259,7 +260,8 @@ def histories(draw):
 
 
 def by_minutes(h):
-    """downtime, observed, unknown (minutes) and the outages found, read minute by minute."""
+    """downtime, observed, unknown (minutes) and the first minute of downtime of each outage
+    found (when it began to count: kiosk_outages_total), read minute by minute."""
     unknown = {m for a, b in h["unknown"] for m in range(a, b)}
     excluded = {m for a, b in h["excluded"] for m in range(a, b)}
     holes = unknown | excluded
@@ -269,7 +271,7 @@ def by_minutes(h):
     def judged(m):
         return m >= h["first"] and m not in holes
 
-    down_total, found = 0, 0
+    down_total, firsts = 0, []
     window = range(h["since"], h["until"])
     for last, ended in h["outages"]:
         low = last + h["grace"]
@@ -287,12 +289,12 @@ def by_minutes(h):
             if judged(m) and not any(b <= m < b + h["grace"] for b in backs)
         ]
         if down or (high == low and judged(low)):
-            found += 1
+            firsts.append(down[0] if down else low)
             down_total += sum(1 for m in down if m in window)
     start = max(h["since"], h["first"])
     observed = sum(1 for m in range(start, h["until"]) if judged(m))
     unknown_only = sum(1 for m in range(start, h["until"]) if m in unknown and m not in excluded)
-    return down_total, observed, unknown_only, found
+    return down_total, observed, unknown_only, sorted(firsts)
 
 
 @settings(max_examples=1000, derandomize=True, deadline=None)
@@ -303,19 +305,23 @@ def test_the_arithmetic_agrees_with_a_minute_by_minute_reading(h):
         Outage(at(last), at(last) + threshold, None if ended is None else at(ended))
         for last, ended in h["outages"]
     ]
-    summary = summarize(
-        outages,
-        observed_since=at(h["first"]),
-        since=at(h["since"]),
-        until=at(h["until"]),
-        now=at(h["now"]),
-        exclusions=Exclusions(
+    question = {
+        "observed_since": at(h["first"]),
+        "since": at(h["since"]),
+        "until": at(h["until"]),
+        "now": at(h["now"]),
+        "exclusions": Exclusions(
             unknown=merge((at(a), at(b)) for a, b in h["unknown"]),
             excluded=merge((at(a), at(b)) for a, b in h["excluded"]),
         ),
-    )
-    down, observed, unknown, found = by_minutes(h)
+    }
+    summary = summarize(outages, **question)
+    down, observed, unknown, firsts = by_minutes(h)
     assert summary.downtime == timedelta(minutes=down)
     assert summary.observed == timedelta(minutes=observed)
     assert summary.unknown == timedelta(minutes=unknown)
-    assert len(summary.outages) == found
+    assert sorted(o.first_down_at for o in summary.outages) == [at(m) for m in firsts]
+    # The counters' shortcut (kiosk_offline_seconds_total, kiosk_outages_total and co).
+    started = sum(1 for m in firsts if h["since"] <= m < h["until"])
+    expected = (timedelta(minutes=down), timedelta(minutes=observed), started)
+    assert window_totals(outages, **question) == expected
