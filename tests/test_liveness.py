@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import time
 from datetime import timedelta
 
+from exporter.clock import utc_now
 from exporter.liveness import LivenessLoop, replica_name
 from exporter.store import open_store
 from tests.conftest import T0, MovableClock
@@ -51,3 +53,21 @@ def test_serve_records_its_liveness_every_five_seconds(tmp_path):
             assert (interval.last_seen_at - interval.started_at).total_seconds() >= 4
         finally:
             store.close()
+
+
+def test_a_slow_periodic_job_never_interrupts_the_liveness_record(tmp_path):
+    """The hourly fold of the history over a large fleet in an outage can take longer than
+    two periods: liveness must still be written meanwhile, in one interval, or the history
+    would count that time as not listened to."""
+    store = open_store(f"sqlite:///{tmp_path / 'k.db'}")
+    loop = LivenessLoop(store, utc_now, replica="host:1", period_seconds=0.1)
+    finished = []
+    loop.add_job(lambda now: (time.sleep(0.6), finished.append(now)))
+    loop.start()
+    time.sleep(1.0)
+    loop.stop()
+    intervals = store.liveness_intervals()
+    assert finished, "the job ran"
+    assert len(intervals) == 1, intervals
+    assert (intervals[0].last_seen_at - intervals[0].started_at).total_seconds() >= 0.8
+    store.close()
