@@ -28,6 +28,7 @@ import threading
 import time
 import urllib.request
 import zlib
+from collections import Counter
 from pathlib import Path
 
 from common import ROOT, Server, fleet_database, provision, start_exporter, wrk
@@ -128,6 +129,7 @@ def target_render(url: str, server: Server, database: str, args: argparse.Namesp
     registry.register(collector)
     pids = service_pids(server)
     served, generic, zipped, served_cpu, generic_cpu, floor = [], [], [], [], [], []
+    states: list[Counter[str]] = []  # the fleet as each round found it
     size = generic_size = zipped_size = 0
     for _ in range(args.rounds):
         seconds, size, cpu = timed_scrape(url, pids)
@@ -141,8 +143,10 @@ def target_render(url: str, server: Server, database: str, args: argparse.Namesp
         generic_cpu.append(time.process_time() - cpu_started)
         cpu_started = time.process_time()
         with gc_paused():  # as the renderer reads
-            collector.snapshot()
+            snapshot = collector.snapshot()
         floor.append(time.process_time() - cpu_started)
+        states.append(Counter(judged.status.value for judged in snapshot.kiosks))
+        del snapshot
     store.close()
     median = statistics.median
     ratio = median(served) / median(generic)
@@ -163,6 +167,9 @@ def target_render(url: str, server: Server, database: str, args: argparse.Namesp
         f"process): {_rounded(floor)} s CPU -> {median(floor) / median(generic_cpu):.3f}x "
         "generate_latest's CPU, the floor of the ratio without a cheaper read or judgement"
     )
+    # A kiosk offline has an outage open, which the history's counters judge at every
+    # scrape (both sides): the floor depends on how much of the fleet is offline.
+    print(f"     the fleet in each round: {'; '.join(_states(found) for found in states)}")
     page = urllib.request.urlopen(url + "/metrics", timeout=120).read()
     costs = []
     for level in (1, 6, 9):
@@ -172,6 +179,10 @@ def target_render(url: str, server: Server, database: str, args: argparse.Namesp
             f"level {level}: {time.process_time() - started:.2f} s CPU, {len(packed) / 1e6:.1f} MB"
         )
     print(f"     gzip of the {len(page) / 1e6:.1f} MB page (served at level 1): {'; '.join(costs)}")
+
+
+def _states(found: Counter[str]) -> str:
+    return ", ".join(f"{count:,} {state}" for state, count in sorted(found.items()))
 
 
 def _rounded(values: list[float]) -> list[float]:
