@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,14 +49,20 @@ def fleet_database(backend: str, workdir: Path) -> Iterator[str]:
 
 
 def provision(
-    database: str, workdir: Path, kiosks: int, *, heartbeats: bool = False, vitals: bool = False
+    database: str,
+    workdir: Path,
+    kiosks: int,
+    *,
+    heartbeats: bool = False,
+    vitals: bool = False,
+    at: datetime | None = None,
 ) -> Path:
     """Create `kiosks` kiosks through the store (one transaction); write their keys to a file.
-    `vitals`: each heartbeat carries every device vital."""
+    `vitals`: each heartbeat carries every device vital; `at`: when they were sent (now)."""
     store = open_store(database, upgrade=True)
     created = store.import_kiosks([(f"kiosk-{n:06d}", f"Building {n % 40}") for n in range(kiosks)])
     if heartbeats:
-        now = utc_now()
+        now = utc_now() if at is None else at
         writes = [
             HeartbeatWrite(
                 k.id,

@@ -326,8 +326,12 @@ class _Judged:
             # its downtime is [offline_at, end) (most outages; no lists built).
             part = min(high, end) - max(low, start)
             return JudgedOutage(outage, part if part > ZERO else ZERO, low)
-        first = self.first_down(outage, now)
-        if first is not None:
+        if start <= max(low, self.lower) and high <= end:
+            # The window holds its whole life (a history never folded yet): one walk.
+            life = self.downtime(outage, now)
+            if life:
+                return JudgedOutage(outage, total(life), life[0][0])
+        elif (first := self.first_down(outage, now)) is not None:
             return JudgedOutage(outage, total(self.downtime(outage, now, start, end)), first)
         if high == low and self.lower <= low and judged.index_at(low) >= 0:
             return JudgedOutage(outage, ZERO, low)
