@@ -2,7 +2,8 @@
 
 Every consumer tells "the kiosk was silent" from "we were not listening" by these records
 (expected.listening_since, and the history). One loop for every periodic job of the
-service: add jobs with add_job() rather than starting another thread.
+service: add jobs with add_job() rather than starting another thread. The jobs run in a
+thread of their own beside the liveness writes, so a slow job never delays a write.
 """
 
 from __future__ import annotations
